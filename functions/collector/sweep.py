@@ -1,0 +1,177 @@
+"""The sweep: delete every expired session resource of the owned bases, and nothing else.
+
+Plain functions that take their clients, settings and clock, so tests hand
+in moto-backed clients and a fixed time. Regions sweep in parallel (EC2
+throttles each region separately); inside a region a small pool deletes
+concurrently, and botocore's adaptive retry mode keeps it within EC2's
+request bucket.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from session_naming.resources import (
+    ORDER,
+    SECURITY_GROUPS,
+    Found,
+    InUse,
+    error_code,
+    groups_in_use,
+    kept_sessions,
+    refusal,
+)
+from session_naming.settings import CollectorSettings
+
+# Stop while this much Lambda time is left: enough to log and answer.
+TIME_RESERVE_SECONDS = 10.0
+
+
+class Budget:
+    """Deletions and time left for this run, shared by every region's threads."""
+
+    def __init__(self, max_deletions: int, time_left: Callable[[], float]):
+        self._left = max_deletions
+        self._time_left = time_left
+        self._lock = threading.Lock()
+        self.cut_short: str | None = None
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.cut_short is None and self._left <= 0:
+                self.cut_short = "max-deletions"
+            elif self.cut_short is None and self._time_left() < TIME_RESERVE_SECONDS:
+                self.cut_short = "time"
+            if self.cut_short:
+                return False
+            self._left -= 1
+            return True
+
+
+@dataclass
+class KindReport:
+    deleted: list[str] = field(default_factory=list)
+    kept: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+
+
+class RegionReport(dict):
+    """``{kind: KindReport}`` for one region; appends are thread-safe."""
+
+    def __init__(self):
+        super().__init__({kind.name: KindReport() for kind in ORDER})
+        self._lock = threading.Lock()
+
+    def record(self, found: Found, outcome: str, detail: str | None = None) -> None:
+        report = self[found.kind]
+        with self._lock:
+            if outcome == "deleted":
+                report.deleted.append(found.name)
+            elif outcome == "kept":
+                report.kept.append({"name": found.name, "reason": detail})
+            else:
+                report.failed.append({"name": found.name, "error": detail})
+
+
+def sweep(
+    clients: Callable[[str, str], object],
+    settings: CollectorSettings,
+    now: datetime,
+    time_left: Callable[[], float],
+    dry_run: bool,
+    on_outcome: Callable[[str, Found, str, str | None], None] = lambda *_: None,
+) -> dict:
+    """Sweep every configured region; answer the JSON summary of DESIGN.md."""
+    budget = Budget(settings.max_deletions, time_left)
+    with ThreadPoolExecutor(max_workers=len(settings.regions)) as pool:
+        reports = dict(
+            zip(
+                settings.regions,
+                pool.map(
+                    lambda region: sweep_region(clients, region, settings, now, budget, dry_run, on_outcome),
+                    settings.regions,
+                ),
+            )
+        )
+    return summarise(reports, budget.cut_short, dry_run)
+
+
+def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) -> RegionReport:
+    report = RegionReport()
+
+    def record(found: Found, outcome: str, detail: str | None = None):
+        report.record(found, outcome, detail)
+        on_outcome(region, found, outcome, detail)
+
+    patterns = [f"{base}/*" for base in settings.session_bases]
+    try:
+        kept = kept_sessions(clients, region, patterns)
+    except Exception as error:  # a region we cannot even list: report it, sweep the others
+        report["instance"].failed.append({"name": f"<listing {region}>", "error": error_code(error)})
+        return report
+    with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
+        for kind in ORDER:
+            client = clients(kind.service, region)
+            try:
+                for page in kind.pages(client, patterns):
+                    due = []
+                    for found in page:
+                        reason = refusal(found, settings.session_bases, settings.sweep_untagged)
+                        if reason is None and found.name in kept:
+                            reason = "keep-tag"
+                        if reason is None and not found.session.is_expired(now, settings.grace):
+                            reason = "not-expired"
+                        if reason:
+                            record(found, "kept", reason)
+                        else:
+                            due.append(found)
+                    if kind is SECURITY_GROUPS and due:
+                        busy = groups_in_use(client, [found.ident for found in due])
+                        for found in (f for f in due if f.ident in busy):
+                            record(found, "kept", "in-use")
+                        due = [found for found in due if found.ident not in busy]
+                    work = []
+                    for found in due:
+                        if not budget.take():
+                            break
+                        work.append(pool.submit(_delete, kind, client, found, dry_run, record))
+                    for future in work:
+                        future.result()
+                    if budget.cut_short:
+                        return report
+            except Exception as error:  # listing failed: the other kinds still get their turn
+                report[kind.name].failed.append({"name": f"<listing {region}>", "error": error_code(error)})
+    return report
+
+
+def _delete(kind, client, found: Found, dry_run: bool, record) -> None:
+    """Delete one resource; its failure is recorded, never raised into the sweep."""
+    try:
+        if not dry_run:
+            kind.delete_quietly(client, found)
+    except InUse:
+        record(found, "kept", "in-use")
+    except Exception as error:
+        record(found, "failed", error_code(error))
+    else:
+        record(found, "deleted")
+
+
+def summarise(reports: dict[str, RegionReport], cut_short: str | None, dry_run: bool) -> dict:
+    totals = {"deleted": 0, "kept": 0, "failed": 0}
+    regions = {}
+    for region, report in reports.items():
+        regions[region] = {}
+        for kind, kind_report in report.items():
+            regions[region][kind] = {
+                "deleted": sorted(kind_report.deleted),
+                "kept": sorted(kind_report.kept, key=lambda k: (k["reason"], k["name"])),
+                "failed": sorted(kind_report.failed, key=lambda f: f["name"]),
+            }
+            for outcome in totals:
+                totals[outcome] += len(getattr(kind_report, outcome))
+    return {"dry_run": dry_run, "cut_short": cut_short, "totals": totals, "regions": regions}

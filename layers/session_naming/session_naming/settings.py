@@ -1,0 +1,174 @@
+"""The one place that reads configuration.
+
+Every variable is checked at once and every bad one is named in a single
+message, before any AWS call, so a broken deployment fails loudly on its
+first invocation instead of half-sweeping. Secrets are never read here: the
+launcher reads its webhook secret through Powertools Parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+
+from session_naming.name import _BASE
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    session_bases: tuple[str, ...]
+    regions: tuple[str, ...]
+    dry_run: bool
+    grace: timedelta
+    max_deletions: int
+    concurrency: int
+    sweep_untagged: bool
+
+
+@dataclass(frozen=True)
+class LauncherSettings:
+    session_bases: tuple[str, ...]
+    region: str
+    default_lifetime: timedelta
+    max_lifetime: timedelta
+    max_live_sessions: int
+    allow_world_ingress: bool
+    github_label: str
+    launch_template_id: str | None
+    vpc_id: str | None
+    webhook_secret_arn: str
+    idempotency_table: str
+    max_body_bytes: int
+
+
+class _Reader:
+    """Collects every problem instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def required(self, name: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            self.problems.append(f"{name} is required")
+        return value or ""
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name, str(default).lower()).lower()
+        if value not in ("true", "false"):
+            self.problems.append(f"{name} must be 'true' or 'false', not {value!r}")
+        return value == "true"
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.raw(name, str(default))
+        try:
+            number = int(value)
+        except ValueError:
+            self.problems.append(f"{name} must be a whole number, not {value!r}")
+            return default
+        if not low <= number <= high:
+            self.problems.append(f"{name} must be between {low} and {high}, not {number}")
+        return number
+
+    def bases(self) -> tuple[str, ...]:
+        value = self.raw("SESSION_BASES", "ec2-test-runner")
+        bases = tuple(dict.fromkeys(part.strip() for part in value.split(",")))
+        bad = [base for base in bases if not _BASE.fullmatch(base)]
+        if bad:
+            self.problems.append(
+                f"SESSION_BASES must be a comma-separated list of bases of 1 to 64 characters "
+                f"A-Z a-z 0-9 . _ - (no '/', no empty entry); bad: {', '.join(map(repr, bad))}"
+            )
+        return bases
+
+    def regions(self, name: str, default: str | None) -> tuple[str, ...]:
+        value = self.raw(name, default)
+        if value is None:
+            self.problems.append(f"{name} is not set and neither is AWS_REGION")
+            return ()
+        regions = tuple(dict.fromkeys(part.strip() for part in value.split(",")))
+        unknown = [region for region in regions if region not in _known_regions()]
+        if unknown:
+            self.problems.append(f"{name} names unknown region(s): {', '.join(map(repr, unknown))}")
+        return regions
+
+    def done(self):
+        if self.problems:
+            raise ConfigError("configuration error: " + "; ".join(self.problems))
+
+
+@cache
+def _known_regions() -> frozenset[str]:
+    """Every EC2 region botocore knows, from its bundled endpoint data (no network)."""
+    import boto3
+
+    session = boto3.session.Session()
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ec2", partition_name=partition)
+    )
+
+
+def _own_region(env: Mapping[str, str]) -> str | None:
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+
+
+def load_collector(env: Mapping[str, str] = os.environ) -> CollectorSettings:
+    read = _Reader(env)
+    settings = CollectorSettings(
+        session_bases=read.bases(),
+        regions=read.regions("REGIONS", _own_region(env)),
+        dry_run=read.boolean("DRY_RUN", False),
+        grace=timedelta(seconds=read.integer("GRACE_SECONDS", 300, 0, 86_400)),
+        max_deletions=read.integer("MAX_DELETIONS", 1000, 1, 100_000),
+        concurrency=read.integer("DELETE_CONCURRENCY", 8, 1, 50),
+        sweep_untagged=read.boolean("SWEEP_UNTAGGED", False),
+    )
+    if settings.sweep_untagged and env.get("AWS_LAMBDA_FUNCTION_NAME"):
+        read.problems.append(
+            "SWEEP_UNTAGGED=true is refused inside Lambda: run the one-off legacy clean-up "
+            "with operator credentials through the local runner"
+        )
+    read.done()
+    return settings
+
+
+def load_launcher(env: Mapping[str, str] = os.environ) -> LauncherSettings:
+    read = _Reader(env)
+    max_minutes = read.integer("MAX_LIFETIME_MINUTES", 1440, 5, 7 * 24 * 60)
+    default_minutes = read.integer("DEFAULT_LIFETIME_MINUTES", 360, 5, 7 * 24 * 60)
+    if default_minutes > max_minutes:
+        read.problems.append(
+            f"DEFAULT_LIFETIME_MINUTES ({default_minutes}) must not exceed MAX_LIFETIME_MINUTES ({max_minutes})"
+        )
+    region = read.regions("AWS_REGION", _own_region(env))
+    label = read.raw("GITHUB_LABEL", "ec2-session")
+    settings = LauncherSettings(
+        session_bases=read.bases(),
+        region=region[0] if region else "",
+        default_lifetime=timedelta(minutes=default_minutes),
+        max_lifetime=timedelta(minutes=max_minutes),
+        max_live_sessions=read.integer("MAX_LIVE_SESSIONS", 50, 1, 10_000),
+        allow_world_ingress=read.boolean("ALLOW_WORLD_INGRESS", False),
+        github_label=label,
+        launch_template_id=read.raw("LAUNCH_TEMPLATE_ID"),
+        vpc_id=read.raw("VPC_ID"),
+        webhook_secret_arn=read.required("WEBHOOK_SECRET_ARN"),
+        idempotency_table=read.required("IDEMPOTENCY_TABLE"),
+        max_body_bytes=read.integer("MAX_BODY_BYTES", 65_536, 1_024, 1_048_576),
+    )
+    read.done()
+    return settings

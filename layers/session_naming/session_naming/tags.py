@@ -1,0 +1,35 @@
+"""The tag conventions that mark a resource as a session's.
+
+Tags go on at creation (``TagSpecifications``), never in a second call: no
+resource ever exists untagged, and IAM can demand the session tag on create
+and scope every delete by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from session_naming.name import SessionName, format_expires
+
+SESSION_TAG = "ec2-sessions:session"
+EXPIRES_TAG = "ec2-sessions:expires"
+KEEP_TAG = "ec2-sessions:keep"
+GITHUB_JOB_TAG = "ec2-sessions:github-job"
+
+
+def session_tags(name: SessionName, extra: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """The tags every resource of the session carries, in boto3's shape."""
+    tags = {SESSION_TAG: str(name), EXPIRES_TAG: format_expires(name.expires), **(extra or {})}
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
+def tag_specifications(
+    name: SessionName, resource_types: Iterable[str], extra: Mapping[str, str] | None = None
+) -> list[dict]:
+    """``TagSpecifications`` for an EC2 create call, one entry per resource type."""
+    return [{"ResourceType": kind, "Tags": session_tags(name, extra)} for kind in resource_types]
+
+
+def tags_of(resource: Mapping) -> dict[str, str]:
+    """A described resource's tags as a dict (EC2 answers ``Tags: None`` at times)."""
+    return {tag["Key"]: tag["Value"] for tag in resource.get("Tags") or ()}

@@ -1,0 +1,48 @@
+"""Fixtures shared by every suite.
+
+Fake credentials and empty AWS config files are set before anything imports
+boto3, so no test can reach a real account whatever the developer's shell
+holds.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+    AWS_CONFIG_FILE=os.devnull,
+    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    POWERTOOLS_SERVICE_NAME="ec2-sessions-test",
+    POWERTOOLS_METRICS_NAMESPACE="ec2-sessions",
+    POWERTOOLS_TRACE_DISABLED="true",
+)
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
+
+import pytest  # noqa: E402
+
+from tests.support.moto_server import MotoServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto server over HTTP on a free loopback port, for the whole run."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch):
+    """An empty account on the moto server; the code under test talks to it over HTTP."""
+    from session_naming import clients
+
+    moto_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    clients.reset()
+    yield moto_server
+    clients.reset()

@@ -1,0 +1,292 @@
+"""The collector against a moto server over HTTP: what it deletes, what it keeps, and why."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from session_naming.settings import load_collector
+from sweep import sweep
+from tests.support.aws_rules import model_aws_rules
+from tests.support.clients import client_factory
+from tests.support.faults import Faults
+from tests.support.seed import ALL_KINDS, inventory, name_expiring, seed, utc
+
+NOW = utc("2026-11-24T22:00:00")
+REGION = "us-east-1"
+BASE = "ec2-test-runner"
+HOUR = timedelta(hours=1)
+
+
+def settings(**env):
+    return load_collector({"SESSION_BASES": BASE, "REGIONS": REGION, "GRACE_SECONDS": "300", **env})
+
+
+def run(clients, now=NOW, dry_run=False, time_left=lambda: 900.0, **env):
+    return sweep(clients, settings(**env), now=now, time_left=time_left, dry_run=dry_run)
+
+
+def deleted(summary, region=REGION):
+    return {kind: set(report["deleted"]) for kind, report in summary["regions"][region].items()}
+
+
+def kept(summary, region=REGION):
+    return {(kind, k["name"], k["reason"]) for kind, r in summary["regions"][region].items() for k in r["kept"]}
+
+
+@pytest.fixture
+def clients(aws):
+    return client_factory()
+
+
+def test_collector_deletes_every_kind_of_expired_session_resource(clients):
+    expired = name_expiring(BASE, -HOUR, NOW)
+    seed(clients, REGION, expired)
+
+    summary = run(clients)
+
+    assert deleted(summary) == {kind: {expired} for kind in ALL_KINDS}
+    assert summary["totals"] == {"deleted": 4, "kept": 0, "failed": 0}
+    assert inventory(clients, REGION) == {kind: set() for kind in ALL_KINDS}
+
+
+def test_collector_keeps_live_foreign_malformed_and_keep_tagged_resources(clients):
+    expired = name_expiring(BASE, -HOUR, NOW)
+    live = name_expiring(BASE, HOUR, NOW)
+    within_grace = name_expiring(BASE, -timedelta(seconds=299), NOW)
+    foreign = name_expiring("someone-else", -HOUR, NOW)
+    look_alike = name_expiring(BASE + "-2", -HOUR, NOW)
+    kept_by_hand = name_expiring(BASE, -HOUR, NOW)
+    malformed = f"{BASE}/20261301T000000Z/0123456789abcdef"
+    near_miss = f"{BASE}/20200101T000000Z/0123456789abcde"
+    for name in (expired, live, within_grace, foreign, look_alike):
+        seed(clients, REGION, name)
+    seed(clients, REGION, kept_by_hand, keep=True)
+    for name in (malformed, near_miss):
+        seed(clients, REGION, name, kinds=("key_pair",), tagged=False)
+    before = inventory(clients, REGION)
+
+    summary = run(clients)
+
+    assert deleted(summary) == {kind: {expired} for kind in ALL_KINDS}
+    reasons = kept(summary)
+    for kind in ALL_KINDS:
+        assert (kind, live, "not-expired") in reasons
+        assert (kind, within_grace, "not-expired") in reasons
+        assert (kind, kept_by_hand, "keep-tag") in reasons
+    assert ("key_pair", malformed, "unparsable") in reasons
+    assert ("key_pair", near_miss, "unparsable") in reasons
+    assert not [r for r in reasons if r[1] in (foreign, look_alike)]  # never even listed
+    after = inventory(clients, REGION)
+    assert after == {kind: names - {expired} for kind, names in before.items()}
+
+
+def test_collector_keeps_whole_session_when_any_of_its_resources_is_tagged_keep(clients):
+    session = name_expiring(BASE, -HOUR, NOW)
+    seed(clients, REGION, session, kinds=("parameter", "key_pair", "security_group"))
+    clients("ec2", REGION).create_tags(
+        Resources=[seed(clients, REGION, session, kinds=("instance",))["instance"]],
+        Tags=[{"Key": "ec2-sessions:keep", "Value": "true"}],
+    )
+
+    summary = run(clients)
+
+    assert summary["totals"]["deleted"] == 0
+    assert {reason for _, _, reason in kept(summary)} == {"keep-tag"}
+
+
+def test_collector_keeps_group_still_in_use_then_deletes_it_once_free(clients):
+    ec2 = clients("ec2", REGION)
+    model_aws_rules(ec2)
+    session = name_expiring(BASE, -HOUR, NOW)
+    group = seed(clients, REGION, session, kinds=("security_group",))["security_group"]
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    interface = ec2.create_network_interface(SubnetId=subnet, Groups=[group])["NetworkInterface"]
+    delete_calls = []
+    ec2.meta.events.register("before-send.ec2.DeleteSecurityGroup", lambda **kw: delete_calls.append(1))
+
+    first = run(clients)
+
+    assert kept(first) == {("security_group", session, "in-use")}
+    assert delete_calls == []  # found by DescribeNetworkInterfaces: no mutating call spent
+    ec2.delete_network_interface(NetworkInterfaceId=interface["NetworkInterfaceId"])
+
+    second = run(clients)
+
+    assert deleted(second)["security_group"] == {session}
+
+
+def test_collector_counts_dependency_violation_as_in_use(clients):
+    ec2 = clients("ec2", REGION)
+    model_aws_rules(ec2)
+    session = name_expiring(BASE, -HOUR, NOW)
+    group = seed(clients, REGION, session, kinds=("security_group",))["security_group"]
+    live = name_expiring(BASE, HOUR, NOW)
+    referencing = seed(clients, REGION, live, kinds=("security_group",))["security_group"]
+    ec2.authorize_security_group_ingress(
+        GroupId=referencing,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "UserIdGroupPairs": [{"GroupId": group}]}],
+    )
+
+    summary = run(clients)
+
+    assert ("security_group", session, "in-use") in kept(summary)
+    assert summary["totals"]["failed"] == 0
+    assert session in inventory(clients, REGION)["security_group"]
+
+
+def test_terminated_instance_frees_its_group_under_aws_rules(clients):
+    model_aws_rules(clients("ec2", REGION))
+    session = name_expiring(BASE, -HOUR, NOW)
+    seed(clients, REGION, session)
+
+    summary = run(clients)
+
+    assert deleted(summary) == {kind: {session} for kind in ALL_KINDS}
+
+
+def test_two_collectors_at_once_delete_every_expired_resource_and_nothing_else(aws):
+    seeding = client_factory()
+    expired = [name_expiring(BASE, -HOUR * (i + 1), NOW) for i in range(6)]
+    live = [name_expiring(BASE, HOUR * (i + 1), NOW) for i in range(4)]
+    for name in expired + live:
+        seed(seeding, REGION, name)
+    summaries = []
+    barrier = threading.Barrier(2)
+
+    def collector():
+        clients = client_factory()
+        barrier.wait()
+        summaries.append(run(clients))
+
+    threads = [threading.Thread(target=collector) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [s["totals"]["failed"] for s in summaries] == [0, 0]
+    for kind in ALL_KINDS:
+        assert set().union(*(deleted(s)[kind] for s in summaries)) == set(expired)
+    assert inventory(seeding, REGION) == {kind: set(live) for kind in ALL_KINDS}
+
+
+def test_dry_run_deletes_nothing_and_reports_what_a_real_run_then_deletes(clients):
+    for delta in (-HOUR, -2 * HOUR, HOUR):
+        seed(clients, REGION, name_expiring(BASE, delta, NOW))
+    seed(clients, REGION, name_expiring(BASE, -HOUR, NOW), keep=True)
+    before = inventory(clients, REGION)
+
+    rehearsal = run(clients, dry_run=True)
+
+    assert rehearsal["dry_run"] is True
+    assert inventory(clients, REGION) == before
+    real = run(clients)
+    assert deleted(real) == deleted(rehearsal)
+    assert kept(real) == kept(rehearsal)
+
+
+def test_throttled_calls_are_retried_and_the_sweep_completes(clients):
+    faults = Faults()
+    ec2, ssm = clients("ec2", REGION), clients("ssm", REGION)
+    for operation in ("TerminateInstances", "DeleteKeyPair", "DeleteSecurityGroup", "DescribeKeyPairs"):
+        faults.inject(ec2, operation, "RequestLimitExceeded", times=2)
+    faults.inject(ssm, "DeleteParameter", "ThrottlingException", times=2)
+    sessions = [name_expiring(BASE, -HOUR, NOW) for _ in range(3)]
+    for name in sessions:
+        seed(clients, REGION, name)
+
+    summary = run(clients)
+
+    assert faults.total == 10
+    assert summary["totals"] == {"deleted": 12, "kept": 0, "failed": 0}
+
+
+def test_unauthorized_resource_is_reported_and_the_rest_are_swept(clients):
+    faults = Faults()
+    refused, others = name_expiring(BASE, -HOUR, NOW), [name_expiring(BASE, -HOUR, NOW) for _ in range(2)]
+    for name in (refused, *others):
+        seed(clients, REGION, name, kinds=("key_pair",))
+    faults.inject(
+        clients("ec2", REGION), "DeleteKeyPair", "UnauthorizedOperation", when=lambda p: p.get("KeyName") == refused
+    )
+
+    summary = run(clients)
+
+    report = summary["regions"][REGION]["key_pair"]
+    assert report["failed"] == [{"name": refused, "error": "UnauthorizedOperation"}]
+    assert set(report["deleted"]) == set(others)
+    assert inventory(clients, REGION)["key_pair"] == {refused}
+
+
+def test_max_deletions_stops_cleanly_and_the_next_run_finishes(clients):
+    for _ in range(3):
+        seed(clients, REGION, name_expiring(BASE, -HOUR, NOW), kinds=("key_pair", "security_group"))
+
+    first = run(clients, MAX_DELETIONS="4")
+
+    assert first["cut_short"] == "max-deletions"
+    assert first["totals"]["deleted"] == 4
+    second = run(clients, MAX_DELETIONS="4")
+    assert second["cut_short"] is None
+    assert second["totals"]["deleted"] == 2
+    assert inventory(clients, REGION)["security_group"] == set()
+
+
+def test_running_out_of_lambda_time_stops_cleanly_and_the_next_run_finishes(clients):
+    for _ in range(3):
+        seed(clients, REGION, name_expiring(BASE, -HOUR, NOW), kinds=("key_pair",))
+    clock = iter([60.0, 60.0, 9.0])
+
+    first = run(clients, time_left=lambda: next(clock, 9.0))
+
+    assert first["cut_short"] == "time"
+    assert first["totals"]["deleted"] == 2
+    second = run(clients)
+    assert second["totals"]["deleted"] == 1
+    assert inventory(clients, REGION)["key_pair"] == set()
+
+
+def test_collector_sweeps_every_configured_region_in_one_run(clients):
+    regions = ("us-east-1", "eu-west-1", "ap-southeast-2")
+    names = {region: name_expiring(BASE, -HOUR, NOW) for region in regions}
+    for region, name in names.items():
+        seed(clients, region, name)
+        seed(clients, region, name_expiring(BASE, HOUR, NOW))
+
+    summary = run(clients, REGIONS=",".join(regions))
+
+    for region, name in names.items():
+        assert deleted(summary, region) == {kind: {name} for kind in ALL_KINDS}
+    assert summary["totals"]["deleted"] == 12
+
+
+def test_legacy_ec2test_names_are_swept_and_untagged_groups_wait_for_an_operator(clients):
+    legacy = f"{BASE}/2009-10-01-1234/abcd1234"
+    live_legacy = f"{BASE}/2099-10-01-1234/abcd1234"
+    for name in (legacy, live_legacy):
+        seed(clients, REGION, name, kinds=("key_pair", "security_group"), tagged=False)
+
+    summary = run(clients)
+
+    assert deleted(summary)["key_pair"] == {legacy}
+    assert ("security_group", legacy, "untagged-legacy") in kept(summary)
+    assert ("key_pair", live_legacy, "not-expired") in kept(summary)
+    operator = run(clients, SWEEP_UNTAGGED="true")
+    assert deleted(operator)["security_group"] == {legacy}
+    assert inventory(clients, REGION)["security_group"] == {live_legacy}
+
+
+def test_collector_keeps_resource_whose_session_tag_names_another_session(clients):
+    session, other = name_expiring(BASE, -HOUR, NOW), name_expiring(BASE, HOUR, NOW)
+    clients("ec2", REGION).create_key_pair(
+        KeyName=session,
+        KeyType="ed25519",
+        TagSpecifications=[{"ResourceType": "key-pair", "Tags": [{"Key": "ec2-sessions:session", "Value": other}]}],
+    )
+
+    summary = run(clients)
+
+    assert kept(summary) == {("key_pair", session, "tag-mismatch")}

@@ -1,0 +1,49 @@
+"""What AWS does and moto 5.2.5 does not (DESIGN.md, "Where moto differs").
+
+``model_aws_rules(ec2)`` attaches two AWS rules to any boto3 EC2 client,
+in-process under ``mock_aws`` and against a moto server alike, through
+botocore's own event hooks (no patched internals):
+
+- ``DeleteSecurityGroup`` answers ``DependencyViolation`` while a network
+  interface uses the group or another group's rule references it;
+- ``TerminateInstances`` removes the instances' network interfaces, as AWS
+  does once an instance is terminated.
+
+Tests that depend on these rules call this helper; none assumes moto's
+behaviour is AWS's.
+"""
+
+from __future__ import annotations
+
+import boto3
+
+from tests.support.responses import error_response, request_params
+
+
+def model_aws_rules(ec2) -> None:
+    side = boto3.client("ec2", region_name=ec2.meta.region_name, endpoint_url=ec2.meta.endpoint_url)
+
+    def refuse_group_in_use(request, **_):
+        group_id = request_params(request).get("GroupId")
+        if not group_id:
+            return None
+        interfaces = side.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [group_id]}])
+        referencing = side.describe_security_groups(
+            Filters=[{"Name": "ip-permission.group-id", "Values": [group_id]}]
+        )["SecurityGroups"]
+        if interfaces["NetworkInterfaces"] or [g for g in referencing if g["GroupId"] != group_id]:
+            return error_response(ec2, "DependencyViolation", f"resource {group_id} has a dependent object")
+        return None
+
+    def drop_interfaces(parsed, **_):
+        ids = [i["InstanceId"] for i in parsed.get("TerminatingInstances", ())]
+        if not ids:
+            return
+        interfaces = side.describe_network_interfaces(
+            Filters=[{"Name": "attachment.instance-id", "Values": ids}]
+        )["NetworkInterfaces"]
+        for interface in interfaces:
+            side.delete_network_interface(NetworkInterfaceId=interface["NetworkInterfaceId"])
+
+    ec2.meta.events.register("before-send.ec2.DeleteSecurityGroup", refuse_group_in_use)
+    ec2.meta.events.register("after-call.ec2.TerminateInstances", drop_interfaces)
