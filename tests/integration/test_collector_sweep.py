@@ -9,7 +9,6 @@ import pytest
 
 from session_naming.settings import load_collector
 from sweep import sweep
-from tests.support.aws_rules import model_aws_rules
 from tests.support.clients import client_factory
 from tests.support.faults import Faults
 from tests.support.seed import ALL_KINDS, inventory, name_expiring, seed, utc
@@ -38,7 +37,8 @@ def kept(summary, region=REGION):
 
 @pytest.fixture
 def clients(aws):
-    return client_factory()
+    """Clients of one collector container, with AWS's group and terminate rules modelled."""
+    return client_factory(aws_rules=True)
 
 
 def test_collector_deletes_every_kind_of_expired_session_resource(clients):
@@ -99,7 +99,6 @@ def test_collector_keeps_whole_session_when_any_of_its_resources_is_tagged_keep(
 
 def test_collector_keeps_group_still_in_use_then_deletes_it_once_free(clients):
     ec2 = clients("ec2", REGION)
-    model_aws_rules(ec2)
     session = name_expiring(BASE, -HOUR, NOW)
     group = seed(clients, REGION, session, kinds=("security_group",))["security_group"]
     subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
@@ -120,7 +119,6 @@ def test_collector_keeps_group_still_in_use_then_deletes_it_once_free(clients):
 
 def test_collector_counts_dependency_violation_as_in_use(clients):
     ec2 = clients("ec2", REGION)
-    model_aws_rules(ec2)
     session = name_expiring(BASE, -HOUR, NOW)
     group = seed(clients, REGION, session, kinds=("security_group",))["security_group"]
     live = name_expiring(BASE, HOUR, NOW)
@@ -137,18 +135,8 @@ def test_collector_counts_dependency_violation_as_in_use(clients):
     assert session in inventory(clients, REGION)["security_group"]
 
 
-def test_terminated_instance_frees_its_group_under_aws_rules(clients):
-    model_aws_rules(clients("ec2", REGION))
-    session = name_expiring(BASE, -HOUR, NOW)
-    seed(clients, REGION, session)
-
-    summary = run(clients)
-
-    assert deleted(summary) == {kind: {session} for kind in ALL_KINDS}
-
-
 def test_two_collectors_at_once_delete_every_expired_resource_and_nothing_else(aws):
-    seeding = client_factory()
+    seeding = client_factory(aws_rules=True)
     expired = [name_expiring(BASE, -HOUR * (i + 1), NOW) for i in range(6)]
     live = [name_expiring(BASE, HOUR * (i + 1), NOW) for i in range(4)]
     for name in expired + live:
@@ -157,7 +145,7 @@ def test_two_collectors_at_once_delete_every_expired_resource_and_nothing_else(a
     barrier = threading.Barrier(2)
 
     def collector():
-        clients = client_factory()
+        clients = client_factory(aws_rules=True)
         barrier.wait()
         summaries.append(run(clients))
 
@@ -167,16 +155,19 @@ def test_two_collectors_at_once_delete_every_expired_resource_and_nothing_else(a
     for thread in threads:
         thread.join()
 
-    assert [s["totals"]["failed"] for s in summaries] == [0, 0]
+    assert [s["totals"]["failed"] for s in summaries] == [0, 0], [[r["failed"] for r in s["regions"][REGION].values() if r["failed"]] for s in summaries]
     for kind in ALL_KINDS:
         assert set().union(*(deleted(s)[kind] for s in summaries)) == set(expired)
     assert inventory(seeding, REGION) == {kind: set(live) for kind in ALL_KINDS}
 
 
 def test_dry_run_deletes_nothing_and_reports_what_a_real_run_then_deletes(clients):
+    # Without instances: a rehearsal cannot free the groups an expired instance
+    # holds (nor can a real run in AWS, where termination takes a minute).
+    kinds = ("parameter", "key_pair", "security_group")
     for delta in (-HOUR, -2 * HOUR, HOUR):
-        seed(clients, REGION, name_expiring(BASE, delta, NOW))
-    seed(clients, REGION, name_expiring(BASE, -HOUR, NOW), keep=True)
+        seed(clients, REGION, name_expiring(BASE, delta, NOW), kinds=kinds)
+    seed(clients, REGION, name_expiring(BASE, -HOUR, NOW), kinds=kinds, keep=True)
     before = inventory(clients, REGION)
 
     rehearsal = run(clients, dry_run=True)

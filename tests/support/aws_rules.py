@@ -43,7 +43,11 @@ def model_aws_rules(ec2) -> None:
             Filters=[{"Name": "attachment.instance-id", "Values": ids}]
         )["NetworkInterfaces"]
         for interface in interfaces:
-            side.delete_network_interface(NetworkInterfaceId=interface["NetworkInterfaceId"])
+            try:
+                side.delete_network_interface(NetworkInterfaceId=interface["NetworkInterfaceId"])
+            except side.exceptions.ClientError as error:  # a concurrent terminate got there first
+                if error.response["Error"]["Code"] != "InvalidNetworkInterfaceID.NotFound":
+                    raise
 
     ec2.meta.events.register("before-send.ec2.DeleteSecurityGroup", refuse_group_in_use)
     ec2.meta.events.register("after-call.ec2.TerminateInstances", drop_interfaces)

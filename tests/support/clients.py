@@ -13,15 +13,20 @@ from functools import cache
 import boto3
 
 from session_naming.clients import RETRY_CONFIG
+from tests.support.aws_rules import model_aws_rules
 
 
-def client_factory(*, config=RETRY_CONFIG):
+def client_factory(*, config=RETRY_CONFIG, aws_rules=False):
+    """``aws_rules=True`` adds ``model_aws_rules`` to every EC2 client made."""
     session = boto3.session.Session()
     lock = threading.Lock()
 
     @cache
     def build(service, region):
-        return session.client(service, region_name=region, config=config)
+        client = session.client(service, region_name=region, config=config)
+        if aws_rules and service == "ec2":
+            model_aws_rules(client)
+        return client
 
     def clients(service: str, region: str):
         with lock:

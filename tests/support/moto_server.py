@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import urllib.request
 
 from moto.server import ThreadedMotoServer
@@ -14,6 +15,7 @@ class MotoServer:
         self.url = ""
 
     def __enter__(self) -> MotoServer:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"
