@@ -1,0 +1,135 @@
+"""The bodies the launcher accepts, as Powertools Parser (pydantic) models.
+
+Shape and syntax are checked by the models; what depends on the stack's
+configuration (owned bases, lifetime bound, world ingress, launch template)
+is checked by ``session_request`` against the settings. Either way the
+answer is a ``BadRequest`` naming the field, and nothing has been created.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import struct
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aws_lambda_powertools.utilities.parser import parse
+from session_naming.settings import LauncherSettings
+from webhook import BadRequest
+
+WORLD = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
+MIN_LIFETIME_MINUTES = 5
+MIN_RSA_BITS = 2048
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    base: str | None = Field(default=None, max_length=64)
+    lifetime_minutes: int | None = Field(default=None, ge=MIN_LIFETIME_MINUTES)
+    public_key: str | None = Field(default=None, max_length=16_384)
+    ingress_cidrs: list[str] = Field(default_factory=list, max_length=20)
+    instance: bool = False
+
+    @field_validator("public_key")
+    @classmethod
+    def _openssh_public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_public_key(value)
+        return value
+
+    @field_validator("ingress_cidrs")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=True)
+            except ValueError:
+                raise ValueError(f"{value[:64]!r} is not an IPv4 or IPv6 CIDR with no host bits (e.g. 203.0.113.0/24)")
+        return values
+
+
+class WorkflowJob(BaseModel):
+    id: int
+    labels: list[str] = Field(default_factory=list)
+
+
+class WorkflowJobDelivery(BaseModel):
+    """Only what the launcher reads from GitHub's ``workflow_job`` payload; the rest is GitHub's."""
+
+    action: str
+    workflow_job: WorkflowJob
+
+
+def check_public_key(text: str) -> None:
+    """An OpenSSH ``ssh-ed25519`` or ``ssh-rsa`` (2048 bits or more) public key line."""
+    parts = text.strip().split()
+    if len(parts) < 2 or parts[0] not in ("ssh-ed25519", "ssh-rsa"):
+        raise ValueError("must be an OpenSSH public key line: 'ssh-ed25519 AAAA...' or 'ssh-rsa AAAA...'")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+        fields, offset = [], 0
+        while offset < len(blob):
+            (size,) = struct.unpack_from(">I", blob, offset)
+            fields.append(blob[offset + 4 : offset + 4 + size])
+            if offset + 4 + size > len(blob):
+                raise ValueError
+            offset += 4 + size
+    except (binascii.Error, struct.error, ValueError):
+        raise ValueError("the key's base64 part is not a valid OpenSSH key blob") from None
+    if not fields or fields[0] != parts[0].encode():
+        raise ValueError("the key's blob does not match its type")
+    if parts[0] == "ssh-ed25519" and (len(fields) != 2 or len(fields[1]) != 32):
+        raise ValueError("an ssh-ed25519 key holds exactly 32 bytes")
+    if parts[0] == "ssh-rsa" and (len(fields) != 3 or int.from_bytes(fields[2]).bit_length() < MIN_RSA_BITS):
+        raise ValueError(f"an ssh-rsa key must have at least {MIN_RSA_BITS} bits")
+
+
+def parse_body(raw: bytes, model: type[BaseModel]):
+    """JSON bytes into ``model``, or a ``BadRequest`` that names the first bad field."""
+    try:
+        data = json.loads(raw or b"{}")
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("body must be JSON (UTF-8)") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    try:
+        return parse(event=data, model=model)
+    except ValidationError as error:
+        raise BadRequest(describe(error)) from None
+
+
+def describe(error: ValidationError) -> str:
+    """``field: what is wrong`` for the first problem, without echoing the value sent."""
+    first = error.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field; accepted: base, lifetime_minutes, public_key, ingress_cidrs, instance"
+    return f"{where}: {message}"
+
+
+def session_request(raw: bytes, settings: LauncherSettings) -> tuple[str, timedelta, SessionRequest]:
+    """The request's base and lifetime, checked against what this stack allows."""
+    request = parse_body(raw, SessionRequest)
+    base = request.base or settings.session_bases[0]
+    if base not in settings.session_bases:
+        raise BadRequest(f"base: {base!r} is not one of this stack's bases ({', '.join(settings.session_bases)})")
+    lifetime = (
+        timedelta(minutes=request.lifetime_minutes) if request.lifetime_minutes else settings.default_lifetime
+    )
+    if lifetime > settings.max_lifetime:
+        raise BadRequest(
+            f"lifetime_minutes: at most {int(settings.max_lifetime.total_seconds() // 60)} (MAX_LIFETIME_MINUTES)"
+        )
+    if not settings.allow_world_ingress:
+        for cidr in request.ingress_cidrs:
+            if ipaddress.ip_network(cidr) in WORLD:
+                raise BadRequest(f"ingress_cidrs: {cidr} opens SSH to the world; refused (ALLOW_WORLD_INGRESS=false)")
+    if request.instance and not settings.launch_template_id:
+        raise BadRequest("instance: this stack has no launch template (LAUNCH_TEMPLATE_ID), so it cannot run one")
+    return base, lifetime, request

@@ -1,0 +1,449 @@
+"""The launcher through its handler, with Function URL events, against a moto server over HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from session_naming import GITHUB_JOB_TAG, SESSION_TAG, SessionName, clients
+from session_naming.settings import load_collector
+from sweep import sweep
+from tests.support.clients import client_factory
+from tests.support.faults import Faults
+from tests.support.function_url import SECRET, answer, url_event
+from tests.support.handlers import LambdaContext, load_fixture, load_handler
+from tests.support.seed import inventory
+from tests.support.stack import REGION, make_launch_template, make_launcher_stack
+
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGXUrIo9NsoKq3aFL6HE3Wh7cUQUtuXI2nm3AIyZeLJu ci@example"
+NOTHING = {"instance": set(), "parameter": set(), "key_pair": set(), "security_group": set()}
+
+
+@pytest.fixture
+def look(aws):
+    """Clients of an onlooker (not the launcher's own), to inspect the account."""
+    return client_factory()
+
+
+@pytest.fixture
+def launcher(aws, look, monkeypatch):
+    env = make_launcher_stack(look, SECRET)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
+    handler = load_handler("launcher")
+
+    def invoke(event):
+        return answer(handler.lambda_handler(event, LambdaContext()))
+
+    invoke.env = monkeypatch.setenv
+    invoke.module = handler
+    return invoke
+
+
+def create(launcher, body=None, headers=None):
+    return launcher(url_event("POST", "/sessions", body or {}, headers))
+
+
+def tags(resource):
+    return {t["Key"]: t["Value"] for t in resource.get("Tags") or ()}
+
+
+def test_create_session_makes_tagged_key_group_and_secure_private_key(launcher, look):
+    status, body = create(launcher, {"lifetime_minutes": 60, "ingress_cidrs": ["203.0.113.0/24", "2001:db8::/32"]})
+
+    assert status == 201
+    name = SessionName.parse(body["session"])
+    assert name.base == "ec2-test-runner"
+    assert body["expires_at"] == name.expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ec2, ssm = look("ec2", REGION), look("ssm", REGION)
+    key = ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"][0]
+    group = ec2.describe_security_groups(GroupIds=[body["security_group"]["id"]])["SecurityGroups"][0]
+    assert body["key_pair"] == {"name": name, "id": key["KeyPairId"]}
+    assert group["GroupName"] == name
+    assert tags(key)[SESSION_TAG] == tags(group)[SESSION_TAG] == name
+    rule = group["IpPermissions"][0]
+    assert (rule["FromPort"], rule["ToPort"]) == (22, 22)
+    assert [r["CidrIp"] for r in rule["IpRanges"]] == ["203.0.113.0/24"]
+    assert [r["CidrIpv6"] for r in rule["Ipv6Ranges"]] == ["2001:db8::/32"]
+    parameter = ssm.get_parameter(Name=body["private_key_parameter"], WithDecryption=True)["Parameter"]
+    assert parameter["Type"] == "SecureString"
+    assert body["private_key_parameter"] == f"/{name}/private-key"
+    assert "PRIVATE KEY" in parameter["Value"]
+    assert parameter["Value"] not in json.dumps(body)
+    assert body["instances"] == []
+
+
+def test_create_session_imports_callers_public_key_and_stores_no_private_key(launcher, look):
+    status, body = create(launcher, {"public_key": ED25519})
+
+    assert status == 201
+    assert body["private_key_parameter"] is None
+    assert inventory(look, REGION)["parameter"] == set()
+    assert inventory(look, REGION)["key_pair"] == {body["session"]}
+
+
+def test_create_session_runs_an_instance_from_the_launch_template(launcher, look):
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+
+    status, body = create(launcher, {"instance": True})
+
+    assert status == 201
+    [instance] = body["instances"]
+    ec2 = look("ec2", REGION)
+    described = ec2.describe_instances(InstanceIds=[instance["id"]])["Reservations"][0]["Instances"][0]
+    assert tags(described)["Name"] == tags(described)[SESSION_TAG] == body["session"]
+    assert described["KeyName"] == body["session"]
+    assert [g["GroupId"] for g in described["SecurityGroups"]] == [body["security_group"]["id"]]
+    behaviour = ec2.describe_instance_attribute(InstanceId=instance["id"], Attribute="instanceInitiatedShutdownBehavior")
+    assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+
+
+def test_release_deletes_every_resource_of_the_session_and_nothing_else(launcher, look):
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    _, mine = create(launcher, {"instance": True})
+    _, other = create(launcher, {"instance": True})
+
+    status, body = launcher(url_event("DELETE", f"/sessions/{mine['session']}"))
+
+    assert status == 200
+    assert body["deleted"]["key_pair"] == [mine["session"]]
+    assert body["deleted"]["instance"] == [mine["instances"][0]["id"]]
+    assert body["deleted"]["parameter"] == [mine["private_key_parameter"]]
+    assert inventory(look, REGION)["key_pair"] == {other["session"]}
+    assert inventory(look, REGION)["instance"] == {other["session"]}
+    assert other["session"] in inventory(look, REGION)["security_group"]
+
+
+def test_release_leaves_a_group_still_in_use_to_the_collector(launcher, look):
+    _, session = create(launcher)
+    Faults().inject(clients.client("ec2", REGION), "DeleteSecurityGroup", "DependencyViolation")
+
+    status, body = launcher(url_event("DELETE", f"/sessions/{session['session']}"))
+
+    assert status == 200
+    assert body["left_to_collector"] == [
+        {"kind": "security_group", "id": session["security_group"]["id"], "reason": "in-use"}
+    ]
+    assert "collector" in body["note"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/sessions/ec2-test-runner/20261124T223400Z/3f9a1c2b7d4e5f60",  # well-formed, never made
+        "/sessions/ec2-test-runner/20261324T223400Z/3f9a1c2b7d4e5f60",  # month 13
+        "/sessions/someone-else/20261124T223400Z/3f9a1c2b7d4e5f60",  # not our base
+        "/nowhere",
+    ],
+)
+def test_unknown_session_or_route_is_404(launcher, path):
+    status, body = launcher(url_event("DELETE", path))
+
+    assert status == 404
+    assert body["error"] == "not_found" and body["message"]
+
+
+def test_release_refuses_a_session_of_a_base_this_stack_does_not_own(launcher, look):
+    _, session = create(launcher)
+    launcher.env("SESSION_BASES", "another-base")
+
+    status, _ = launcher(url_event("DELETE", f"/sessions/{session['session']}"))
+
+    assert status == 404
+    assert inventory(look, REGION)["key_pair"] == {session["session"]}
+
+
+def test_github_signature_test_vector_is_accepted():
+    from webhook import sign, verify_signature
+
+    vector = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert sign(b"Hello, World!", "It's a Secret to Everybody") == vector
+    verify_signature(b"Hello, World!", vector, "It's a Secret to Everybody")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda e: e["headers"].pop("x-hub-signature-256"),
+        lambda e: e["headers"].update({"x-hub-signature-256": e["headers"]["x-hub-signature-256"][:-1]}),
+        lambda e: e["headers"].update({"x-hub-signature-256": "sha256=" + "0" * 64}),
+        lambda e: e["headers"].update({"x-hub-signature-256": "sha1=" + "0" * 40}),
+        lambda e: e.update({"body": e["body"].replace("60", "61")}),
+    ],
+    ids=["missing", "truncated", "wrong", "other-scheme", "other-body"],
+)
+def test_bad_signature_is_401_and_creates_nothing(launcher, look, tamper):
+    event = url_event("POST", "/sessions", {"lifetime_minutes": 60})
+    tamper(event)
+
+    status, body = launcher(event)
+
+    assert (status, body["error"]) == (401, "unauthorized")
+    assert inventory(look, REGION) == NOTHING
+
+
+def test_signature_under_another_secret_is_401(launcher, look):
+    status, _ = launcher(url_event("POST", "/sessions", {}, secret="not-the-secret"))
+
+    assert status == 401
+    assert inventory(look, REGION) == NOTHING
+
+
+def test_base64_encoded_body_is_verified_over_its_decoded_bytes(launcher):
+    status, body = launcher(url_event("POST", "/sessions", {"lifetime_minutes": 30}, base64_encode=True))
+
+    assert status == 201, body
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "JSON"),
+        (b"[1, 2]", "JSON object"),
+        ({"colour": "blue"}, "colour"),
+        ({"lifetime_minutes": 4}, "lifetime_minutes"),
+        ({"lifetime_minutes": 1441}, "lifetime_minutes"),
+        ({"lifetime_minutes": "60"}, "lifetime_minutes"),
+        ({"ingress_cidrs": ["10.0.0.1/24"]}, "ingress_cidrs"),
+        ({"ingress_cidrs": ["0.0.0.0/0"]}, "ingress_cidrs"),
+        ({"ingress_cidrs": ["::/0"]}, "ingress_cidrs"),
+        ({"public_key": "ssh-ed25519 AAAA"}, "public_key"),
+        ({"public_key": "ssh-dss AAAAB3NzaC1kc3MAAACBAP"}, "public_key"),
+        ({"base": "someone-else"}, "base"),
+        ({"base": "a/b"}, "base"),
+        ({"instance": True}, "instance"),
+    ],
+)
+def test_bad_body_is_400_naming_the_field_and_creates_nothing(launcher, look, body, field):
+    status, answer_body = launcher(url_event("POST", "/sessions", body))
+
+    assert status == 400
+    assert answer_body["error"] == "bad_request"
+    assert field in answer_body["message"]
+    assert inventory(look, REGION) == NOTHING
+
+
+def test_world_ingress_is_accepted_when_the_stack_allows_it(launcher):
+    launcher.env("ALLOW_WORLD_INGRESS", "true")
+
+    status, _ = create(launcher, {"ingress_cidrs": ["0.0.0.0/0"]})
+
+    assert status == 201
+
+
+def test_body_over_64_kib_is_413_before_parsing(launcher, look):
+    status, body = launcher(url_event("POST", "/sessions", b"{" + b" " * 65_536 + b"}"))
+
+    assert (status, body["error"]) == (413, "payload_too_large")
+    assert inventory(look, REGION) == NOTHING
+
+
+def test_more_live_sessions_than_allowed_is_429(launcher, look):
+    launcher.env("MAX_LIVE_SESSIONS", "2")
+    assert [create(launcher)[0] for _ in range(2)] == [201, 201]
+
+    status, body = create(launcher)
+
+    assert (status, body["error"]) == (429, "too_many_sessions")
+    assert len(inventory(look, REGION)["key_pair"]) == 2
+
+
+def test_redelivered_request_returns_the_first_answer_and_creates_nothing_new(launcher, look):
+    headers = {"X-Request-Id": "job-42-attempt-1"}
+
+    first = create(launcher, {"lifetime_minutes": 60}, headers)
+    again = create(launcher, {"lifetime_minutes": 60}, headers)
+
+    assert first == again
+    assert inventory(look, REGION)["key_pair"] == {first[1]["session"]}
+
+
+def test_reused_delivery_id_with_another_body_is_refused(launcher, look):
+    create(launcher, {"lifetime_minutes": 60}, {"X-Request-Id": "reused"})
+
+    status, body = create(launcher, {"lifetime_minutes": 90}, {"X-Request-Id": "reused"})
+
+    assert (status, body["error"]) == (409, "conflict")
+    assert len(inventory(look, REGION)["key_pair"]) == 1
+
+
+def test_identical_requests_without_delivery_id_make_two_sessions(launcher, look):
+    first, second = create(launcher, {"lifetime_minutes": 60}), create(launcher, {"lifetime_minutes": 60})
+
+    assert first[1]["session"] != second[1]["session"]
+    assert len(inventory(look, REGION)["key_pair"]) == 2
+
+
+def test_twenty_concurrent_creates_make_twenty_distinct_tagged_sessions(launcher, look):
+    barrier, answers = threading.Barrier(20), []
+
+    def one():
+        barrier.wait()
+        answers.append(create(launcher, {"lifetime_minutes": 60}))
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [status for status, _ in answers] == [201] * 20
+    names = {body["session"] for _, body in answers}
+    assert len(names) == 20
+    ec2 = look("ec2", REGION)
+    for key in ec2.describe_key_pairs()["KeyPairs"]:
+        assert tags(key)[SESSION_TAG] == key["KeyName"]
+    for group in ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["ec2-test-runner/*"]}])[
+        "SecurityGroups"
+    ]:
+        assert tags(group)[SESSION_TAG] == group["GroupName"]
+    assert inventory(look, REGION)["key_pair"] == inventory(look, REGION)["security_group"] == names
+
+
+@pytest.mark.parametrize("failing", ["CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "RunInstances"])
+def test_create_failing_half_way_deletes_what_it_made_and_answers_500(launcher, look, failing):
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    Faults().inject(clients.client("ec2", REGION), failing, "InsufficientInstanceCapacity")
+
+    status, body = create(launcher, {"instance": True, "ingress_cidrs": ["203.0.113.0/24"]})
+
+    assert status == 500
+    assert body == {"error": "internal", "message": body["message"]}
+    assert "InsufficientInstanceCapacity" not in body["message"]
+    assert inventory(look, REGION) == NOTHING
+
+
+def test_what_escapes_a_failed_rollback_is_tagged_and_the_collector_removes_it_at_expiry(launcher, look):
+    ec2 = clients.client("ec2", REGION)
+    faults = Faults()
+    faults.inject(ec2, "AuthorizeSecurityGroupIngress", "InvalidPermission.Malformed")
+    faults.inject(ec2, "DeleteKeyPair", "UnauthorizedOperation")
+    faults.inject(ec2, "DeleteSecurityGroup", "UnauthorizedOperation")
+
+    status, _ = create(launcher, {"lifetime_minutes": 5, "ingress_cidrs": ["203.0.113.0/24"]})
+
+    assert status == 500
+    left = inventory(look, REGION)
+    [name] = left["key_pair"]
+    assert left["security_group"] == {name} and left["parameter"] == set()
+    key = look("ec2", REGION).describe_key_pairs(KeyNames=[name])["KeyPairs"][0]
+    assert tags(key)[SESSION_TAG] == name
+    later = SessionName.parse(name).expires + timedelta(seconds=301)
+    sweep(client_factory(), load_collector({"REGIONS": REGION}), now=later, time_left=lambda: 900.0, dry_run=False)
+    assert inventory(look, REGION) == NOTHING
+
+
+def github_event(fixture: str, event_type: str, delivery: str, labels=("ec2-session",), job_id=None):
+    payload = json.loads(load_fixture(f"github/{fixture}"))
+    payload["workflow_job"]["labels"] = list(labels)
+    if job_id:
+        payload["workflow_job"]["id"] = job_id
+    headers = {"X-GitHub-Event": event_type, "X-GitHub-Delivery": delivery}
+    return url_event("POST", "/github", json.dumps(payload), headers)
+
+
+def test_github_queued_job_with_the_label_creates_a_session_and_completed_releases_it(launcher, look):
+    status, created = launcher(github_event("workflow_job-queued.payload.json", "workflow_job", "d-1"))
+
+    assert status == 201
+    key = look("ec2", REGION).describe_key_pairs(KeyNames=[created["session"]])["KeyPairs"][0]
+    assert tags(key)[GITHUB_JOB_TAG] == "289782451"
+    status, released = launcher(
+        github_event("workflow_job-completed.success.with-organization.payload.json", "workflow_job", "d-2", job_id=289782451)
+    )
+    assert status == 200
+    assert released["session"] == created["session"]
+    assert inventory(look, REGION) == NOTHING
+
+
+def test_github_redelivery_of_queued_job_creates_one_session(launcher, look):
+    first = launcher(github_event("workflow_job-queued.payload.json", "workflow_job", "same"))
+    again = launcher(github_event("workflow_job-queued.payload.json", "workflow_job", "same"))
+
+    assert first == again
+    assert len(inventory(look, REGION)["key_pair"]) == 1
+
+
+def test_github_real_fixture_is_accepted_as_signed_bytes(launcher, look):
+    raw = load_fixture("github/workflow_job-queued.payload.json")
+    launcher.env("GITHUB_LABEL", "ubuntu-latest")
+
+    status, _ = launcher(url_event("POST", "/github", raw, {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": "r"}))
+
+    assert status == 201
+
+
+@pytest.mark.parametrize(
+    ("fixture", "event_type", "labels", "status"),
+    [
+        ("ping-payload.json", "ping", (), 200),
+        ("workflow_job-queued.payload.json", "workflow_job", ("ubuntu-latest",), 202),
+        ("workflow_job-in_progress.payload.json", "workflow_job", ("ec2-session",), 202),
+        ("workflow_job-waiting.payload.json", "workflow_job", ("ec2-session",), 202),
+        ("ping-payload.json", "push", (), 202),
+    ],
+)
+def test_github_deliveries_that_ask_for_nothing_create_nothing(launcher, look, fixture, event_type, labels, status):
+    raw = json.loads(load_fixture(f"github/{fixture}"))
+    if "workflow_job" in raw:
+        raw["workflow_job"]["labels"] = list(labels)
+    headers = {"X-GitHub-Event": event_type, "X-GitHub-Delivery": "x"}
+
+    got, _ = launcher(url_event("POST", "/github", json.dumps(raw), headers))
+
+    assert got == status
+    assert inventory(look, REGION) == NOTHING
+
+
+def test_github_completed_job_without_a_session_is_404(launcher):
+    status, _ = launcher(
+        github_event("workflow_job-completed.success.with-organization.payload.json", "workflow_job", "c", job_id=7)
+    )
+
+    assert status == 404
+
+
+def test_launcher_misconfigured_answers_500_without_details(launcher, monkeypatch):
+    monkeypatch.delenv("IDEMPOTENCY_TABLE")
+
+    status, body = create(launcher)
+
+    assert status == 500
+    assert "IDEMPOTENCY_TABLE" not in body["message"]
+
+
+def test_no_secret_private_key_or_body_appears_in_logs_or_answers(launcher, look):
+    logger, stream = launcher.module.logger, io.StringIO()
+    capture = logging.StreamHandler(stream)
+    capture.setFormatter(logger.registered_formatter)
+    logger.addHandler(capture)
+    logger.setLevel("DEBUG")
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    body = {"instance": True, "lifetime_minutes": 60, "ingress_cidrs": ["198.51.100.0/24"]}
+    answers = [create(launcher, body, {"X-Request-Id": "one"}), create(launcher, body, {"X-Request-Id": "one"})]
+    Faults().inject(clients.client("ec2", REGION), "RunInstances", "InsufficientInstanceCapacity")
+    answers += [create(launcher, body), launcher(url_event("POST", "/sessions", body, secret="wrong"))]
+    answers.append(launcher(url_event("DELETE", f"/sessions/{answers[0][1]['session']}")))
+    answers.append(launcher(github_event("workflow_job-queued.payload.json", "workflow_job", "g")))
+
+    logger.removeHandler(capture)
+    logs = stream.getvalue()
+    private_keys = [
+        p["Value"]
+        for p in look("ssm", REGION).get_parameters_by_path(Path="/", Recursive=True, WithDecryption=True)["Parameters"]
+    ]
+    assert json.dumps(body) not in logs
+    assert '"session created"' in logs and '"session released"' in logs  # the capture works
+    for text in (logs, json.dumps(answers)):
+        assert SECRET not in text
+        assert "BEGIN OPENSSH PRIVATE KEY" not in text and "PRIVATE KEY" not in text
+        for key in private_keys:
+            assert key not in text
+
+
