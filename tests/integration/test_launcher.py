@@ -32,7 +32,7 @@ def look(aws):
 
 @pytest.fixture
 def launcher(aws, look, monkeypatch):
-    env = make_launcher_stack(look, SECRET)
+    env = {"SESSION_BASES": "ec2-test-runner", **make_launcher_stack(look, SECRET)}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")

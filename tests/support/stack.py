@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
+from tools.local_stack import make_launcher_stack  # noqa: F401 (re-exported for the suites)
+
 REGION = "us-east-1"
-
-
-def make_launcher_stack(clients, secret: str, region: str = REGION) -> dict[str, str]:
-    """The webhook secret and idempotency table; answer the launcher's environment."""
-    arn = clients("secretsmanager", region).create_secret(Name="ec2-sessions/webhook", SecretString=secret)["ARN"]
-    dynamodb = clients("dynamodb", region)
-    dynamodb.create_table(
-        TableName="ec2-sessions-idempotency",
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.update_time_to_live(
-        TableName="ec2-sessions-idempotency", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
-    )
-    return {
-        "SESSION_BASES": "ec2-test-runner",
-        "AWS_REGION": region,
-        "WEBHOOK_SECRET_ARN": arn,
-        "IDEMPOTENCY_TABLE": "ec2-sessions-idempotency",
-    }
 
 
 def make_launch_template(clients, region: str = REGION) -> str:

@@ -1,0 +1,89 @@
+# ec2-sessions: `make demo` and `make test` work on a fresh clone; everything else builds on them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export SAM_CLI_TELEMETRY := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+PYTHON ?= $(shell tools/find-python)
+VENV := .venv
+SAM_VENV := .venv-sam
+SCAN_VENV := .venv-scan
+PY := $(VENV)/bin/python
+SAM := PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(CURDIR)/$(SAM_VENV)/bin/sam
+HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
+FUNCTION ?= collector
+EVENT ?= events/collector-dry-run.json
+ENV_VARS ?=
+SECRET ?=
+
+.PHONY: help install demo test unit lint template-check build invoke sign deploy delete soak bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt layers/session_naming/requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
+	touch $@
+
+$(SCAN_VENV)/.installed: requirements-scan.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet -r requirements-scan.txt
+	touch $@
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## Create the three virtual environments (pinned)
+
+demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded moto server, no AWS account
+	$(PY) tools/demo.py
+
+test: install ## Whole suite, lint, template checks, build and smoke test of the built artifact
+	$(PY) -m pytest
+	$(MAKE) --no-print-directory lint template-check
+
+lint: $(VENV)/.installed ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+template-check: $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, sam build + smoke test
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+	$(SCAN_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+	$(PY) tools/check_build.py --sam "$(CURDIR)/$(SAM_VENV)/bin/sam" --python "$(PYTHON)"
+
+build: $(VENV)/.installed $(SAM_VENV)/.installed ## sam build for deployment (arm64 unless ARCH=x86_64)
+	$(SAM) build --parameter-overrides Architecture=$(or $(ARCH),arm64)
+
+.aws-sam/host-build/template.yaml: template.yaml $(shell find functions layers -name '*.py' -o -name requirements.txt) | $(VENV)/.installed $(SAM_VENV)/.installed
+	$(SAM) build --build-dir .aws-sam/host-build --cache-dir .aws-sam/host-cache --cached \
+	  --parameter-overrides Architecture=$(HOST_ARCH)
+
+invoke: .aws-sam/host-build/template.yaml ## Run a handler in-process like `sam local invoke`: FUNCTION=collector|launcher EVENT=events/... [ENV_VARS=file]
+	$(PY) tools/invoke.py --function $(FUNCTION) --event $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS)) \
+	  --build-dir .aws-sam/host-build
+
+sign: $(VENV)/.installed ## Re-sign a launcher event's body: EVENT=events/... SECRET=...
+	@test -n "$(SECRET)" || { echo "usage: make sign EVENT=events/<file>.json SECRET=<webhook secret>" >&2; exit 2; }
+	$(PY) tools/sign.py $(EVENT) --secret "$(SECRET)"
+
+deploy: build ## sam deploy (guided the first time; samconfig.toml holds safe defaults)
+	$(SAM) deploy --guided
+
+delete: $(SAM_VENV)/.installed ## Remove the stack
+	$(SAM) delete
+
+soak: $(VENV)/.installed ## Reliability suite with ten times more examples
+	EC2_SESSIONS_SOAK=1 $(PY) -m pytest tests/reliability -q
+
+bench: $(VENV)/.installed ## Benchmarks against their baselines (not part of make test)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+clean: ## Remove virtual environments and build output
+	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) .aws-sam .pytest_cache .hypothesis .ruff_cache

@@ -1,0 +1,23 @@
+"""A collector summary as a short table for people (the JSON stays the record)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+def summary_table(summary: dict) -> str:
+    rows = [("kind", "deleted", "kept (by reason)", "failed")]
+    for kind in ("instance", "parameter", "key_pair", "security_group"):
+        deleted, failed, reasons = 0, 0, Counter()
+        for region in summary["regions"].values():
+            report = region[kind]
+            deleted += len(report["deleted"])
+            failed += len(report["failed"])
+            reasons.update(k["reason"] for k in report["kept"])
+        kept = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items())) or "-"
+        rows.append((kind, str(deleted), kept, str(failed)))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    mode = "dry run: nothing deleted, 'deleted' is what would go" if summary["dry_run"] else "real run"
+    cut = f"; cut short ({summary['cut_short']}), the next run continues" if summary["cut_short"] else ""
+    return "\n".join([*lines, f"({mode}{cut})"])
