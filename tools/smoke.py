@@ -1,0 +1,88 @@
+"""Import and invoke both built handlers with only boto3 installed, as in the Lambda runtime.
+
+Run by tools/check_build.py in a fresh virtual environment: argv[1] is the
+``sam build`` folder, ``AWS_ENDPOINT_URL`` a moto server. Stdlib and boto3 only.
+"""
+
+import base64
+import hashlib
+import hmac
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+build = Path(sys.argv[1])
+os.environ.update(
+    AWS_ACCESS_KEY_ID="smoke",
+    AWS_SECRET_ACCESS_KEY="smoke",
+    AWS_REGION="us-east-1",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_CONFIG_FILE=os.devnull,
+    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    POWERTOOLS_SERVICE_NAME="ec2-sessions",
+    POWERTOOLS_METRICS_NAMESPACE="ec2-sessions",
+    POWERTOOLS_TRACE_DISABLED="true",
+    SESSION_BASES="ec2-test-runner",
+)
+sys.path.insert(0, str(build / "SessionNamingLayer" / "python"))
+
+
+class Context:
+    function_name = "smoke"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:smoke"
+    memory_limit_in_mb = 256
+    aws_request_id = "smoke"
+    log_group_name = log_stream_name = "smoke"
+    deadline = time.monotonic() + 60
+
+    def get_remaining_time_in_millis(self):
+        return int((self.deadline - time.monotonic()) * 1000)
+
+
+def handler(function):
+    folder = build / function
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"{function}_app", folder / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.lambda_handler
+
+
+import boto3  # noqa: E402
+
+summary = handler("CollectorFunction")({"dry_run": True}, Context())
+assert summary["dry_run"] is True and summary["totals"]["failed"] == 0, summary
+
+secret = "smoke-secret-0123456789abcdef0123456789"
+arn = boto3.client("secretsmanager").create_secret(Name="smoke", SecretString=secret)["ARN"]
+boto3.client("dynamodb").create_table(
+    TableName="smoke",
+    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    BillingMode="PAY_PER_REQUEST",
+)
+os.environ.update(WEBHOOK_SECRET_ARN=arn, IDEMPOTENCY_TABLE="smoke")
+body = json.dumps({"lifetime_minutes": 30}).encode()
+event = {
+    "version": "2.0",
+    "rawPath": "/sessions",
+    "rawQueryString": "",
+    "headers": {
+        "content-type": "application/json",
+        "x-request-id": "smoke-1",
+        "x-hub-signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+    },
+    "requestContext": {"http": {"method": "POST", "path": "/sessions", "sourceIp": "127.0.0.1"}, "stage": "$default"},
+    "body": base64.b64encode(body).decode(),
+    "isBase64Encoded": True,
+}
+launcher = handler("LauncherFunction")
+answer = launcher(event, Context())
+assert answer["statusCode"] == 201, answer
+unsigned = launcher({**event, "headers": {"content-type": "application/json"}}, Context())
+assert unsigned["statusCode"] == 401, unsigned
+print("smoke: collector summary and launcher 201/401 from the built artifact, with only boto3 installed")
