@@ -45,7 +45,16 @@ def main() -> int:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "SAM_CLI_TELEMETRY": "0"}
     with tempfile.TemporaryDirectory(prefix="ec2-sessions-build-") as tmp:
         build = Path(tmp) / "build"
-        run(args.sam, "build", "--build-dir", str(build), "--parameter-overrides", f"Architecture={arch}", env=env, cwd=ROOT)
+        run(
+            args.sam,
+            "build",
+            "--build-dir",
+            str(build),
+            "--parameter-overrides",
+            f"Architecture={arch}",
+            env=env,
+            cwd=ROOT,
+        )
         expected = [build / "SessionNamingLayer/python/session_naming/__init__.py"]
         expected += [build / f"{name}Function/app.py" for name in ("Collector", "Launcher")]
         missing = [str(path.relative_to(build)) for path in expected if not path.is_file()]

@@ -76,7 +76,6 @@ def main() -> int:
 
 def demo() -> int:
     import boto3
-
     from launch import create_session
     from session_naming import KEEP_TAG, clients
     from session_naming.settings import load_launcher
@@ -89,7 +88,9 @@ def demo() -> int:
     print("1. Launch three sessions through signed POST /sessions requests")
     created = []
     for minutes in (60, 120, 240):
-        response = invoke("launcher", event("launcher-create-session.json", {"lifetime_minutes": minutes}), launcher_env)
+        response = invoke(
+            "launcher", event("launcher-create-session.json", {"lifetime_minutes": minutes}), launcher_env
+        )
         body = json.loads(response["body"])
         created.append(body)
         print(f"   {response['statusCode']}  {body['session']}  expires {body['expires_at']}")
@@ -113,7 +114,10 @@ def demo() -> int:
     print("\n4. Collector, scheduled run (events/collector-scheduled.json)")
     summary = invoke("collector", json.loads((ROOT / "events/collector-scheduled.json").read_text()), collector_env)
     print(indent(summary_table(summary)))
-    print("   deleted sessions:", sorted({n for r in summary["regions"].values() for k in r.values() for n in k["deleted"]}))
+    print(
+        "   deleted sessions:",
+        sorted({n for r in summary["regions"].values() for k in r.values() for n in k["deleted"]}),
+    )
 
     print("\n5. Release a live session now: DELETE /sessions/<name>")
     name = created[0]["session"]

@@ -29,7 +29,9 @@ def invoke(function: str, event: object, env: dict[str, str], build_dir: Path | 
     """Set ``env``, import the handler fresh, call it; answer its response (exceptions propagate)."""
     os.environ.update(env)
     handler = load_handler(function, build_dir)
-    return handler.lambda_handler(event, LambdaContext(function_name=f"ec2-sessions-{function}", timeout_seconds=timeout))
+    return handler.lambda_handler(
+        event, LambdaContext(function_name=f"ec2-sessions-{function}", timeout_seconds=timeout)
+    )
 
 
 def target() -> str:

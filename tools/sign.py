@@ -19,11 +19,11 @@ def resign(event: dict, secret: str) -> dict:
     return event
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("event", type=Path)
     parser.add_argument("--secret", required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     event = resign(json.loads(args.event.read_text()), args.secret)
     args.event.write_text(json.dumps(event, indent=2) + "\n")
     print(f"{args.event}: x-hub-signature-256 = {event['headers']['x-hub-signature-256']}")

@@ -36,7 +36,9 @@ def lambda_handler(event, context):
 
 def log_outcome(region, found, outcome, detail):
     if outcome == "failed":
-        logger.warning("delete failed", extra={"session": found.name, "kind": found.kind, "region": region, "error": detail})
+        logger.warning(
+            "delete failed", extra={"session": found.name, "kind": found.kind, "region": region, "error": detail}
+        )
     elif outcome == "deleted":
         logger.info("deleted", extra={"session": found.name, "kind": found.kind, "region": region})
 

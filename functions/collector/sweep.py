@@ -88,15 +88,11 @@ def sweep(
     """Sweep every configured region; answer the JSON summary of DESIGN.md."""
     budget = Budget(settings.max_deletions, time_left)
     with ThreadPoolExecutor(max_workers=len(settings.regions)) as pool:
-        reports = dict(
-            zip(
-                settings.regions,
-                pool.map(
-                    lambda region: sweep_region(clients, region, settings, now, budget, dry_run, on_outcome),
-                    settings.regions,
-                ),
-            )
-        )
+        work = {
+            region: pool.submit(sweep_region, clients, region, settings, now, budget, dry_run, on_outcome)
+            for region in settings.regions
+        }
+        reports = {region: future.result() for region, future in work.items()}
     return summarise(reports, budget.cut_short, dry_run)
 
 

@@ -56,7 +56,9 @@ def webhook_secret(settings) -> str:
 
 def once(produce):
     ctx = app.context
-    return answer_once(ctx["request"], ctx["settings"].idempotency_table, ctx["settings"].region, ctx["lambda_context"], produce)
+    return answer_once(
+        ctx["request"], ctx["settings"].idempotency_table, ctx["settings"].region, ctx["lambda_context"], produce
+    )
 
 
 @app.post("/sessions")
@@ -143,7 +145,13 @@ def refused(error: HttpError):
 @app.exception_handler(LaunchFailed)
 def launch_failed(error: LaunchFailed):
     logger.error("create failed and was rolled back", extra={"error": error.code, "left_to_collector": error.left})
-    return json_response(500, {"error": "internal", "message": "the session could not be created; what it made is deleted or left to the collector"})
+    return json_response(
+        500,
+        {
+            "error": "internal",
+            "message": "the session could not be created; what it made is deleted or left to the collector",
+        },
+    )
 
 
 @app.exception_handler(Exception)
@@ -156,7 +164,9 @@ def unexpected(error: Exception):
 
 @app.not_found
 def no_route(_):
-    return json_response(404, {"error": "not_found", "message": "routes: POST /sessions, DELETE /sessions/{name}, POST /github"})
+    return json_response(
+        404, {"error": "not_found", "message": "routes: POST /sessions, DELETE /sessions/{name}, POST /github"}
+    )
 
 
 def json_response(status: int, body: dict) -> Response:

@@ -55,7 +55,12 @@ def answer_once(request: Request, table: str, region: str, context, produce: Cal
     store, config = _persistence(table, clients.client("dynamodb", region))
     config.register_lambda_context(context)
 
-    @idempotent_function(data_keyword_argument="delivery", persistence_store=store, config=config, key_prefix=f"{request.method} {request.path}")
+    @idempotent_function(
+        data_keyword_argument="delivery",
+        persistence_store=store,
+        config=config,
+        key_prefix=f"{request.method} {request.path}",
+    )
     def run(delivery: dict) -> dict:
         return produce()
 

@@ -15,9 +15,8 @@ import json
 import struct
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 from aws_lambda_powertools.utilities.parser import parse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from session_naming.settings import LauncherSettings
 from webhook import BadRequest
 
@@ -49,7 +48,9 @@ class SessionRequest(BaseModel):
             try:
                 ipaddress.ip_network(value, strict=True)
             except ValueError:
-                raise ValueError(f"{value[:64]!r} is not an IPv4 or IPv6 CIDR with no host bits (e.g. 203.0.113.0/24)")
+                raise ValueError(
+                    f"{value[:64]!r} is not an IPv4 or IPv6 CIDR with no host bits (e.g. 203.0.113.0/24)"
+                ) from None
         return values
 
 
@@ -119,9 +120,7 @@ def session_request(raw: bytes, settings: LauncherSettings) -> tuple[str, timede
     base = request.base or settings.session_bases[0]
     if base not in settings.session_bases:
         raise BadRequest(f"base: {base!r} is not one of this stack's bases ({', '.join(settings.session_bases)})")
-    lifetime = (
-        timedelta(minutes=request.lifetime_minutes) if request.lifetime_minutes else settings.default_lifetime
-    )
+    lifetime = timedelta(minutes=request.lifetime_minutes) if request.lifetime_minutes else settings.default_lifetime
     if lifetime > settings.max_lifetime:
         raise BadRequest(
             f"lifetime_minutes: at most {int(settings.max_lifetime.total_seconds() // 60)} (MAX_LIFETIME_MINUTES)"

@@ -6,9 +6,9 @@ import threading
 from datetime import timedelta
 
 import pytest
-
 from session_naming.settings import load_collector
 from sweep import sweep
+
 from tests.support.clients import client_factory
 from tests.support.faults import Faults
 from tests.support.seed import ALL_KINDS, inventory, name_expiring, seed, utc
@@ -155,7 +155,9 @@ def test_two_collectors_at_once_delete_every_expired_resource_and_nothing_else(a
     for thread in threads:
         thread.join()
 
-    assert [s["totals"]["failed"] for s in summaries] == [0, 0], [[r["failed"] for r in s["regions"][REGION].values() if r["failed"]] for s in summaries]
+    assert [s["totals"]["failed"] for s in summaries] == [0, 0], [
+        [r["failed"] for r in s["regions"][REGION].values() if r["failed"]] for s in summaries
+    ]
     for kind in ALL_KINDS:
         assert set().union(*(deleted(s)[kind] for s in summaries)) == set(expired)
     assert inventory(seeding, REGION) == {kind: set(live) for kind in ALL_KINDS}

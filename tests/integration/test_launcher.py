@@ -6,13 +6,13 @@ import io
 import json
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-
 from session_naming import GITHUB_JOB_TAG, SESSION_TAG, SessionName, clients
 from session_naming.settings import load_collector
 from sweep import sweep
+
 from tests.support.clients import client_factory
 from tests.support.faults import Faults
 from tests.support.function_url import SECRET, answer, url_event
@@ -100,7 +100,9 @@ def test_create_session_runs_an_instance_from_the_launch_template(launcher, look
     assert tags(described)["Name"] == tags(described)[SESSION_TAG] == body["session"]
     assert described["KeyName"] == body["session"]
     assert [g["GroupId"] for g in described["SecurityGroups"]] == [body["security_group"]["id"]]
-    behaviour = ec2.describe_instance_attribute(InstanceId=instance["id"], Attribute="instanceInitiatedShutdownBehavior")
+    behaviour = ec2.describe_instance_attribute(
+        InstanceId=instance["id"], Attribute="instanceInitiatedShutdownBehavior"
+    )
     assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
 
 
@@ -355,7 +357,9 @@ def test_github_queued_job_with_the_label_creates_a_session_and_completed_releas
     key = look("ec2", REGION).describe_key_pairs(KeyNames=[created["session"]])["KeyPairs"][0]
     assert tags(key)[GITHUB_JOB_TAG] == "289782451"
     status, released = launcher(
-        github_event("workflow_job-completed.success.with-organization.payload.json", "workflow_job", "d-2", job_id=289782451)
+        github_event(
+            "workflow_job-completed.success.with-organization.payload.json", "workflow_job", "d-2", job_id=289782451
+        )
     )
     assert status == 200
     assert released["session"] == created["session"]
@@ -374,7 +378,9 @@ def test_github_real_fixture_is_accepted_as_signed_bytes(launcher, look):
     raw = load_fixture("github/workflow_job-queued.payload.json")
     launcher.env("GITHUB_LABEL", "ubuntu-latest")
 
-    status, _ = launcher(url_event("POST", "/github", raw, {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": "r"}))
+    status, _ = launcher(
+        url_event("POST", "/github", raw, {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": "r"})
+    )
 
     assert status == 201
 
@@ -445,5 +451,3 @@ def test_no_secret_private_key_or_body_appears_in_logs_or_answers(launcher, look
         assert "BEGIN OPENSSH PRIVATE KEY" not in text and "PRIVATE KEY" not in text
         for key in private_keys:
             assert key not in text
-
-

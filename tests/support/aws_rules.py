@@ -28,9 +28,9 @@ def model_aws_rules(ec2) -> None:
         if not group_id:
             return None
         interfaces = side.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [group_id]}])
-        referencing = side.describe_security_groups(
-            Filters=[{"Name": "ip-permission.group-id", "Values": [group_id]}]
-        )["SecurityGroups"]
+        referencing = side.describe_security_groups(Filters=[{"Name": "ip-permission.group-id", "Values": [group_id]}])[
+            "SecurityGroups"
+        ]
         if interfaces["NetworkInterfaces"] or [g for g in referencing if g["GroupId"] != group_id]:
             return error_response(ec2, "DependencyViolation", f"resource {group_id} has a dependent object")
         return None
@@ -39,9 +39,9 @@ def model_aws_rules(ec2) -> None:
         ids = [i["InstanceId"] for i in parsed.get("TerminatingInstances", ())]
         if not ids:
             return
-        interfaces = side.describe_network_interfaces(
-            Filters=[{"Name": "attachment.instance-id", "Values": ids}]
-        )["NetworkInterfaces"]
+        interfaces = side.describe_network_interfaces(Filters=[{"Name": "attachment.instance-id", "Values": ids}])[
+            "NetworkInterfaces"
+        ]
         for interface in interfaces:
             try:
                 side.delete_network_interface(NetworkInterfaceId=interface["NetworkInterfaceId"])

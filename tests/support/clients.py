@@ -11,8 +11,8 @@ import threading
 from functools import cache
 
 import boto3
-
 from session_naming.clients import RETRY_CONFIG
+
 from tests.support.aws_rules import model_aws_rules
 
 

@@ -11,8 +11,9 @@ import base64
 import copy
 import json
 
-from tests.support.handlers import load_event
 from webhook import sign
+
+from tests.support.handlers import load_event
 
 SECRET = "test-webhook-secret-0123456789abcdef0123"
 

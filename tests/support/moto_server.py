@@ -26,6 +26,6 @@ class MotoServer:
 
     def reset(self) -> None:
         """Forget every resource in every region (moto's own reset API)."""
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", data=b"")
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", data=b"")  # noqa: S310
         with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (loopback only)
             json.loads(answer.read() or b"{}")

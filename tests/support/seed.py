@@ -41,7 +41,9 @@ def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=
         ec2.create_key_pair(KeyName=name, KeyType="ed25519", TagSpecifications=spec("key-pair"))
         ids["key_pair"] = name
     if "security_group" in kinds:
-        group = ec2.create_security_group(GroupName=name, Description="seeded", TagSpecifications=spec("security-group"))
+        group = ec2.create_security_group(
+            GroupName=name, Description="seeded", TagSpecifications=spec("security-group")
+        )
         ids["security_group"] = group["GroupId"]
     if "parameter" in kinds:
         extra = {"Tags": tags} if tags else {}

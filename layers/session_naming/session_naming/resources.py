@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from botocore.exceptions import ClientError
 
@@ -20,6 +21,7 @@ from session_naming.tags import KEEP_TAG, SESSION_TAG, tags_of
 PRIVATE_KEY_SUFFIX = "/private-key"
 # EC2 filters take at most 200 values; group ids per in-use check stay below.
 FILTER_BATCH = 200
+NO_TAGS: Mapping[str, str] = MappingProxyType({})
 
 
 class InUse(Exception):
@@ -56,7 +58,7 @@ class Kind:
     service: str
     not_found: frozenset[str]
 
-    def pages(self, client, patterns: Iterable[str], tags: Mapping[str, str] = {}) -> Iterator[list[Found]]:
+    def pages(self, client, patterns: Iterable[str], tags: Mapping[str, str] = NO_TAGS) -> Iterator[list[Found]]:
         raise NotImplementedError
 
     def delete(self, client, found: Found) -> None:
@@ -77,7 +79,7 @@ class Kind:
 class _Instances(Kind):
     LIVE_STATES = ("pending", "running", "stopping", "stopped")
 
-    def pages(self, client, patterns, tags={}):
+    def pages(self, client, patterns, tags=NO_TAGS):
         filters = [
             {"Name": "tag:Name", "Values": list(patterns)},
             {"Name": "instance-state-name", "Values": list(self.LIVE_STATES)},
@@ -95,7 +97,7 @@ class _Instances(Kind):
 
 
 class _Parameters(Kind):
-    def pages(self, client, patterns, tags={}):
+    def pages(self, client, patterns, tags=NO_TAGS):
         prefixes = [f"/{p[:-1]}" for p in patterns if p.endswith("/*")]
         exact = [f"/{p}{PRIVATE_KEY_SUFFIX}" for p in patterns if not p.endswith("/*")]
         tag_filters = [{"Key": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
@@ -118,7 +120,7 @@ class _Parameters(Kind):
 
 
 class _KeyPairs(Kind):
-    def pages(self, client, patterns, tags={}):
+    def pages(self, client, patterns, tags=NO_TAGS):
         # DescribeKeyPairs does not page: one answer holds every match.
         filters = [{"Name": "key-name", "Values": list(patterns)}, *_tag_filters(tags)]
         answer = client.describe_key_pairs(Filters=filters)
@@ -130,7 +132,7 @@ class _KeyPairs(Kind):
 
 
 class _SecurityGroups(Kind):
-    def pages(self, client, patterns, tags={}):
+    def pages(self, client, patterns, tags=NO_TAGS):
         filters = [{"Name": "group-name", "Values": list(patterns)}, *_tag_filters(tags)]
         for page in client.get_paginator("describe_security_groups").paginate(Filters=filters):
             yield [Found(self.name, g["GroupName"], g["GroupId"], tags_of(g)) for g in page["SecurityGroups"]]

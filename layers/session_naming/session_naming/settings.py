@@ -91,6 +91,12 @@ class _Reader:
                 f"SESSION_BASES must be a comma-separated list of bases of 1 to 64 characters "
                 f"A-Z a-z 0-9 . _ - (no '/', no empty entry); bad: {', '.join(map(repr, bad))}"
             )
+        reserved = [base for base in bases if base.lower().startswith(("aws", "ssm"))]
+        if reserved:
+            self.problems.append(
+                f"SESSION_BASES must not start with 'aws' or 'ssm' (SSM reserves those parameter paths): "
+                f"{', '.join(map(repr, reserved))}"
+            )
         return bases
 
     def regions(self, name: str, default: str | None) -> tuple[str, ...]:

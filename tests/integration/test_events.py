@@ -1,0 +1,65 @@
+"""Every file in events/ runs against its handler, so none goes stale.
+
+The collector's events run as they are; the launcher's are re-signed with
+the test stack's secret first (``make sign`` does the same for users).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.support.clients import client_factory
+from tests.support.function_url import SECRET, answer
+from tests.support.handlers import EVENTS, LambdaContext, load_event, load_handler
+from tests.support.seed import name_expiring, seed
+from tools.local_stack import make_launcher_stack
+from tools.sign import resign
+
+COLLECTOR_EVENTS = sorted(p.name for p in EVENTS.glob("collector-*.json"))
+LAUNCHER_EVENTS = sorted(p.name for p in EVENTS.glob("launcher-*.json"))
+
+
+def test_every_event_file_belongs_to_a_handler():
+    assert {p.name for p in EVENTS.glob("*.json")} == set(COLLECTOR_EVENTS + LAUNCHER_EVENTS)
+    assert len(COLLECTOR_EVENTS) == 3 and len(LAUNCHER_EVENTS) == 5
+
+
+@pytest.mark.parametrize("name", COLLECTOR_EVENTS)
+def test_collector_event_runs_a_sweep(aws, monkeypatch, name):
+    monkeypatch.setenv("REGIONS", "us-east-1")
+    expired = name_expiring("ec2-test-runner", -timedelta(hours=1), datetime.now(UTC))  # the handler's clock is real
+    seed(client_factory(), "us-east-1", expired, kinds=("key_pair",))
+
+    summary = load_handler("collector").lambda_handler(load_event(name), LambdaContext())
+
+    assert summary["dry_run"] is (name == "collector-dry-run.json")
+    assert summary["regions"]["us-east-1"]["key_pair"]["deleted"] == [expired]
+
+
+@pytest.mark.parametrize("name", LAUNCHER_EVENTS)
+def test_launcher_event_is_answered_as_its_route_promises(aws, monkeypatch, name):
+    for key, value in {"SESSION_BASES": "ec2-test-runner", **make_launcher_stack(client_factory(), SECRET)}.items():
+        monkeypatch.setenv(key, value)
+    handler = load_handler("launcher")
+    event = load_event(name)
+    if name == "launcher-release-session.json":  # release the session a create just made
+        _, made = answer(
+            handler.lambda_handler(resign(load_event("launcher-create-session.json"), SECRET), LambdaContext())
+        )
+        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/sessions/{made['session']}"
+    if name == "launcher-github-completed.json":
+        handler.lambda_handler(resign(load_event("launcher-github-queued.json"), SECRET), LambdaContext())
+
+    status, body = answer(handler.lambda_handler(resign(event, SECRET), LambdaContext()))
+
+    expected = {
+        "launcher-create-session.json": 201,
+        "launcher-release-session.json": 200,
+        "launcher-github-queued.json": 201,
+        "launcher-github-completed.json": 200,
+        "launcher-github-ping.json": 200,
+    }
+    assert status == expected[name], json.dumps(body)

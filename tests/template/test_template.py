@@ -1,0 +1,229 @@
+"""template.yaml read as data: the contract's resources, and least privilege proved statement by statement."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tools.cfn_yaml import load_template
+
+TEMPLATE = load_template()
+RESOURCES = TEMPLATE["Resources"]
+FUNCTIONS = {"collector": "CollectorFunction", "launcher": "LauncherFunction"}
+
+ALLOWED = {
+    "collector": {
+        "ec2:DescribeInstances",
+        "ec2:DescribeKeyPairs",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeNetworkInterfaces",
+        "ssm:DescribeParameters",
+        "ec2:TerminateInstances",
+        "ec2:DeleteSecurityGroup",
+        "ec2:DeleteKeyPair",
+        "ssm:DeleteParameter",
+        "ssm:DeleteParameters",
+    },
+    "launcher": {
+        "ec2:DescribeInstances",
+        "ec2:DescribeKeyPairs",
+        "ec2:DescribeSecurityGroups",
+        "ssm:DescribeParameters",
+        "ec2:CreateKeyPair",
+        "ec2:ImportKeyPair",
+        "ec2:CreateSecurityGroup",
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:DeleteSecurityGroup",
+        "ec2:TerminateInstances",
+        "ec2:DeleteKeyPair",
+        "ssm:PutParameter",
+        "ssm:AddTagsToResource",
+        "ssm:DeleteParameter",
+        "secretsmanager:GetSecretValue",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "iam:PassRole",
+    },
+}
+READ_ONLY = re.compile(r"^[a-z0-9]+:(Describe|Get|List)")
+SESSION_TAG_KEYS = {"ec2:ResourceTag/ec2-sessions:session", "aws:RequestTag/ec2-sessions:session"}
+DESIGN_VARIABLES = {
+    "SESSION_BASES": "SessionBases",
+    "REGIONS": "Regions",
+    "DRY_RUN": "DryRun",
+    "GRACE_SECONDS": "GraceSeconds",
+    "MAX_DELETIONS": "MaxDeletions",
+    "DEFAULT_LIFETIME_MINUTES": "DefaultLifetimeMinutes",
+    "MAX_LIFETIME_MINUTES": "MaxLifetimeMinutes",
+    "MAX_LIVE_SESSIONS": "MaxLiveSessions",
+    "ALLOW_WORLD_INGRESS": "AllowWorldIngress",
+    "GITHUB_LABEL": "GithubLabel",
+    "LAUNCH_TEMPLATE_ID": "LaunchTemplateId",
+    "VPC_ID": "VpcId",
+}
+
+
+def statements(function: str) -> list[dict]:
+    """Every statement of the function's inline policies, each branch of an ``Fn::If`` included."""
+    found = []
+    for policy in RESOURCES[FUNCTIONS[function]]["Properties"].get("Policies", []):
+        assert isinstance(policy, dict) and "Statement" in policy, "only inline statements: no managed policies"
+        for statement in policy["Statement"]:
+            if "Fn::If" in statement:
+                found += [branch for branch in statement["Fn::If"][1:] if branch != {"Ref": "AWS::NoValue"}]
+            else:
+                found.append(statement)
+    return found
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def resources_text(statement: dict) -> str:
+    return repr(statement["Resource"])
+
+
+def scoped_by_base_name(statement: dict, prefix: str) -> bool:
+    """Resources built from ``<prefix><base>/*`` for every owned base (the Split/Join of SessionBases)."""
+    text = resources_text(statement)
+    return prefix in text and "SessionBases" in text and "/*" in text
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_function_has_its_own_role_with_only_the_allowed_actions(function):
+    actions = {action for s in statements(function) for action in as_list(s["Action"])}
+
+    assert statements(function), f"{function} has no policy of its own"
+    assert "Role" not in RESOURCES[FUNCTIONS[function]]["Properties"]
+    assert actions <= ALLOWED[function], actions - ALLOWED[function]
+    assert all(s["Effect"] == "Allow" and "NotAction" not in s and "NotResource" not in s for s in statements(function))
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_write_action_is_granted_on_everything(function):
+    for statement in statements(function):
+        writes = [a for a in as_list(statement["Action"]) if not READ_ONLY.match(a)]
+        if writes:
+            assert statement["Resource"] != "*" and "*" not in as_list(statement["Resource"]), statement["Sid"]
+            assert not any(str(r).endswith(":*") for r in as_list(statement["Resource"])), statement["Sid"]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_deletes_and_terminations_are_scoped_to_session_resources(function):
+    for statement in statements(function):
+        actions = set(as_list(statement["Action"]))
+        tag_condition = set(statement.get("Condition", {}).get("StringLike", {})) & SESSION_TAG_KEYS
+        if actions & {"ec2:TerminateInstances", "ec2:DeleteSecurityGroup", "ec2:AuthorizeSecurityGroupIngress"}:
+            assert tag_condition == {"ec2:ResourceTag/ec2-sessions:session"}, statement["Sid"]
+            assert "SessionBases" in repr(statement["Condition"]), statement["Sid"]
+        if "ec2:DeleteKeyPair" in actions:
+            assert scoped_by_base_name(statement, ":key-pair/"), statement["Sid"]
+        if actions & {"ssm:DeleteParameter", "ssm:DeleteParameters", "ssm:PutParameter"}:
+            assert scoped_by_base_name(statement, ":parameter/"), statement["Sid"]
+
+
+def test_launcher_creates_only_with_the_session_tag_and_tags_only_while_creating():
+    for statement in statements("launcher"):
+        actions = set(as_list(statement["Action"]))
+        conditions = statement.get("Condition", {})
+        if actions & {"ec2:CreateKeyPair", "ec2:ImportKeyPair"}:
+            assert "aws:RequestTag/ec2-sessions:session" in conditions["StringLike"]
+        if "ec2:CreateTags" in actions:
+            assert set(conditions["StringEquals"]["ec2:CreateAction"]) == {
+                "CreateKeyPair",
+                "ImportKeyPair",
+                "CreateSecurityGroup",
+                "RunInstances",
+            }
+        if actions == {"ec2:CreateSecurityGroup"} and "security-group/" in resources_text(statement):
+            assert "aws:RequestTag/ec2-sessions:session" in conditions["StringLike"]
+        if actions == {"ec2:RunInstances"} and ":instance/" in resources_text(statement):
+            assert "aws:RequestTag/ec2-sessions:session" in conditions["StringLike"]
+        if "secretsmanager:GetSecretValue" in actions:
+            assert statement["Resource"] == {"Ref": "WebhookSecret"}
+        if any(a.startswith("dynamodb:") for a in actions):
+            assert statement["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+        if "iam:PassRole" in actions:
+            assert statement["Resource"] == {"Ref": "InstanceRoleArn"}
+            assert conditions["StringEquals"]["iam:PassedToService"] == "ec2.amazonaws.com"
+
+
+def test_instance_statements_exist_only_when_a_launch_template_is_configured():
+    policy = RESOURCES["LauncherFunction"]["Properties"]["Policies"][0]["Statement"]
+    conditional = [s["Fn::If"] for s in policy if "Fn::If" in s]
+
+    assert {branch[0] for branch in conditional} == {"HasLaunchTemplate", "HasInstanceRole"}
+    assert all("ec2:RunInstances" not in as_list(s["Action"]) for s in policy if "Fn::If" not in s)
+
+
+def test_every_design_variable_is_a_parameter_passed_to_a_function():
+    environment = {}
+    for logical_id in FUNCTIONS.values():
+        environment.update(RESOURCES[logical_id]["Properties"].get("Environment", {}).get("Variables", {}))
+    environment.update(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+
+    for variable, parameter in DESIGN_VARIABLES.items():
+        assert parameter in TEMPLATE["Parameters"], parameter
+        assert parameter in repr(environment[variable]), variable
+    assert environment["WEBHOOK_SECRET_ARN"] == {"Ref": "WebhookSecret"}
+    assert environment["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+
+
+def test_collector_runs_on_a_scheduler_with_retries_a_dead_letter_queue_and_one_at_a_time():
+    collector = RESOURCES["CollectorFunction"]["Properties"]
+    [event] = collector["Events"].values()
+
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
+    assert TEMPLATE["Parameters"]["ScheduleExpression"]["Default"] == "rate(15 minutes)"
+    assert event["Properties"]["Input"] == '{"dry_run": false}'
+    assert event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert "Arn" in event["Properties"]["DeadLetterConfig"]
+    assert collector["ReservedConcurrentExecutions"] == 1
+
+
+def test_layer_and_globals_target_python_3_13_with_the_architecture_a_parameter():
+    layer = RESOURCES["SessionNamingLayer"]
+    globals_ = TEMPLATE["Globals"]["Function"]
+
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    assert layer["Properties"]["ContentUri"] == "layers/session_naming"
+    assert set(layer["Properties"]["CompatibleArchitectures"]) == {"arm64", "x86_64"}
+    assert globals_["Runtime"] == "python3.13"
+    assert globals_["Architectures"] == [{"Ref": "Architecture"}]
+    assert TEMPLATE["Parameters"]["Architecture"]["Default"] == "arm64"
+    assert {k for k in globals_["Environment"]["Variables"] if k.startswith("POWERTOOLS_")} >= {
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+    }
+
+
+def test_webhook_secret_is_generated_long_enough_and_its_arn_is_an_output():
+    secret = RESOURCES["WebhookSecret"]["Properties"]["GenerateSecretString"]
+
+    assert secret["PasswordLength"] >= 32
+    assert "SecretStringTemplate" not in secret  # plain text, the HMAC key itself
+    assert TEMPLATE["Outputs"]["WebhookSecretArn"]["Value"] == {"Ref": "WebhookSecret"}
+
+
+def test_outputs_name_the_url_and_both_functions():
+    assert {"LauncherUrl", "LauncherFunctionName", "CollectorFunctionName"} <= set(TEMPLATE["Outputs"])
+
+
+def test_alarms_watch_collector_errors_failed_deletions_and_the_dead_letter_queue():
+    alarms = {k: v["Properties"] for k, v in RESOURCES.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+
+    assert {"CollectorErrorsAlarm", "CollectorFailedDeletionsAlarm", "ScheduleDeadLetterAlarm"} <= set(alarms)
+    failed = repr(alarms["CollectorFailedDeletionsAlarm"]["Metrics"])
+    assert all(kind in failed for kind in ("instance", "parameter", "key_pair", "security_group"))
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
