@@ -7,22 +7,9 @@ holds.
 
 from __future__ import annotations
 
-import os
+from tools.offline import go_offline
 
-os.environ.update(
-    AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",
-    AWS_SESSION_TOKEN="testing",
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_REGION="us-east-1",
-    AWS_CONFIG_FILE=os.devnull,
-    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    POWERTOOLS_SERVICE_NAME="ec2-sessions-test",
-    POWERTOOLS_METRICS_NAMESPACE="ec2-sessions",
-    POWERTOOLS_TRACE_DISABLED="true",
-)
-for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-    os.environ.pop(_name, None)
+go_offline(POWERTOOLS_SERVICE_NAME="ec2-sessions-test")
 
 import pytest  # noqa: E402
 

@@ -18,18 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "session_naming"), str(ROOT / "functions" / "launcher")]
 
-os.environ.update(
-    AWS_ACCESS_KEY_ID="demo",
-    AWS_SECRET_ACCESS_KEY="demo",  # noqa: S105 (fake, for moto)
-    AWS_REGION="us-east-1",
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_CONFIG_FILE=os.devnull,
-    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    POWERTOOLS_TRACE_DISABLED="true",
-    POWERTOOLS_LOG_LEVEL="WARNING",
-    POWERTOOLS_METRICS_DISABLED="true",
-)
-os.environ.pop("AWS_PROFILE", None)
+from tools.offline import go_offline  # noqa: E402
+
+go_offline(POWERTOOLS_LOG_LEVEL="WARNING")
 
 import contextlib  # noqa: E402
 import io  # noqa: E402

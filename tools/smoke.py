@@ -15,18 +15,11 @@ import time
 from pathlib import Path
 
 build = Path(sys.argv[1])
-os.environ.update(
-    AWS_ACCESS_KEY_ID="smoke",
-    AWS_SECRET_ACCESS_KEY="smoke",
-    AWS_REGION="us-east-1",
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_CONFIG_FILE=os.devnull,
-    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    POWERTOOLS_SERVICE_NAME="ec2-sessions",
-    POWERTOOLS_METRICS_NAMESPACE="ec2-sessions",
-    POWERTOOLS_TRACE_DISABLED="true",
-    SESSION_BASES="ec2-test-runner",
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.offline import FAKE_AWS  # noqa: E402 (stdlib only)
+
+endpoint = os.environ["AWS_ENDPOINT_URL"]
+os.environ.update(FAKE_AWS, AWS_ENDPOINT_URL=endpoint, SESSION_BASES="ec2-test-runner")
 sys.path.insert(0, str(build / "SessionNamingLayer" / "python"))
 
 

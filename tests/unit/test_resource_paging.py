@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import boto3
 from botocore.stub import Stubber
-
 from session_naming.resources import INSTANCES, KEY_PAIRS, PARAMETERS, SECURITY_GROUPS, groups_in_use
 
 PATTERNS = ["ec2-test-runner/*"]
