@@ -44,7 +44,8 @@ install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## Cr
 demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded moto server, no AWS account
 	$(PY) tools/demo.py
 
-test: install ## Whole suite, lint, template checks, build and smoke test of the built artifact
+test: ## Whole suite, lint, template checks, build and smoke test of the built artifact
+	$(MAKE) --no-print-directory -j3 install  # the three environments install side by side
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory lint template-check
 
