@@ -97,11 +97,33 @@ def sweep(
 
 
 def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) -> RegionReport:
+    """Each kind is listed to its end before any of it is deleted.
+
+    Page tokens may be positions (moto's DescribeParameters tokens are), so
+    deleting while paging would skip whatever moves up a page. Only the small
+    ``Found`` records of due resources are held; descriptions come one page
+    at a time.
+    """
     report = RegionReport()
 
     def record(found: Found, outcome: str, detail: str | None = None):
         report.record(found, outcome, detail)
         on_outcome(region, found, outcome, detail)
+
+    def judge(page: list[Found]) -> list[Found]:
+        """Record what this page keeps and why; answer what is due for deletion."""
+        due = []
+        for found in page:
+            reason = refusal(found, settings.session_bases, settings.sweep_untagged)
+            if reason is None and found.name in kept:
+                reason = "keep-tag"
+            if reason is None and not found.session.is_expired(now, settings.grace):
+                reason = "not-expired"
+            if reason:
+                record(found, "kept", reason)
+            else:
+                due.append(found)
+        return due
 
     patterns = [f"{base}/*" for base in settings.session_bases]
     try:
@@ -113,34 +135,24 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
         for kind in ORDER:
             client = clients(kind.service, region)
             try:
-                for page in kind.pages(client, patterns):
-                    due = []
-                    for found in page:
-                        reason = refusal(found, settings.session_bases, settings.sweep_untagged)
-                        if reason is None and found.name in kept:
-                            reason = "keep-tag"
-                        if reason is None and not found.session.is_expired(now, settings.grace):
-                            reason = "not-expired"
-                        if reason:
-                            record(found, "kept", reason)
-                        else:
-                            due.append(found)
-                    if kind is SECURITY_GROUPS and due:
-                        busy = groups_in_use(client, [found.ident for found in due])
-                        for found in (f for f in due if f.ident in busy):
-                            record(found, "kept", "in-use")
-                        due = [found for found in due if found.ident not in busy]
-                    work = []
-                    for found in due:
-                        if not budget.take():
-                            break
-                        work.append(pool.submit(_delete, kind, client, found, dry_run, record))
-                    for future in work:
-                        future.result()
-                    if budget.cut_short:
-                        return report
+                due = [found for page in kind.pages(client, patterns) for found in judge(page)]
             except Exception as error:  # listing failed: the other kinds still get their turn
                 report[kind.name].failed.append({"name": f"<listing {region}>", "error": error_code(error)})
+                continue
+            if kind is SECURITY_GROUPS and due:
+                busy = groups_in_use(client, [found.ident for found in due])
+                for found in (f for f in due if f.ident in busy):
+                    record(found, "kept", "in-use")
+                due = [found for found in due if found.ident not in busy]
+            work = []
+            for found in due:
+                if not budget.take():
+                    break
+                work.append(pool.submit(_delete, kind, client, found, dry_run, record))
+            for future in work:
+                future.result()
+            if budget.cut_short:
+                return report
     return report
 
 

@@ -283,3 +283,16 @@ def test_collector_keeps_resource_whose_session_tag_names_another_session(client
     summary = run(clients)
 
     assert kept(summary) == {("key_pair", session, "tag-mismatch")}
+
+
+def test_collector_deletes_every_expired_resource_listed_over_many_pages(clients):
+    # DescribeParameters pages by position in moto: deleting while paging would skip what moves up.
+    expired = [name_expiring(BASE, -HOUR, NOW) for _ in range(120)]
+    live = [name_expiring(BASE, HOUR, NOW) for _ in range(15)]
+    for name in expired + live:
+        seed(clients, REGION, name, kinds=("parameter",))
+
+    summary = run(clients)
+
+    assert deleted(summary)["parameter"] == set(expired)
+    assert inventory(clients, REGION)["parameter"] == set(live)

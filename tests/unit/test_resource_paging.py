@@ -60,8 +60,10 @@ def test_parameters_are_listed_by_prefix_page_by_page():
         "Parameters": [{"Name": "/ec2-test-runner/20261124T220000Z/0000000000000001/private-key"}],
         "NextToken": "t",
     }
-    stub.add_response("describe_parameters", first, {"ParameterFilters": filters})
-    stub.add_response("describe_parameters", {"Parameters": []}, {"ParameterFilters": filters, "NextToken": "t"})
+    stub.add_response("describe_parameters", first, {"ParameterFilters": filters, "MaxResults": 50})
+    stub.add_response(
+        "describe_parameters", {"Parameters": []}, {"ParameterFilters": filters, "MaxResults": 50, "NextToken": "t"}
+    )
 
     with stub:
         [page, empty] = list(PARAMETERS.pages(ssm, PATTERNS))

@@ -105,7 +105,11 @@ class _Parameters(Kind):
             if not values:
                 continue
             filters = [{"Key": "Name", "Option": option, "Values": values}, *tag_filters]
-            for page in client.get_paginator("describe_parameters").paginate(ParameterFilters=filters):
+            pages = client.get_paginator("describe_parameters").paginate(
+                ParameterFilters=filters,
+                PaginationConfig={"PageSize": 50},  # the API's maximum; default is 10
+            )
+            for page in pages:
                 yield [Found(self.name, self.session_of(p["Name"]), p["Name"]) for p in page["Parameters"]]
 
     @staticmethod
