@@ -70,7 +70,7 @@ def seed_region(clients, name: str, expired: int, live: int, foreign: int, now: 
         jobs.append((lambda n=kept: seed(clients, name, n, ("security_group",), keep=True), kept))
         legacy = name_expiring(BASE, -DAY, now)
         jobs.append((lambda n=legacy: seed(clients, name, n, ("security_group",), tagged=False), legacy))
-    for ids, (_, n) in zip(_sequential([job for job, _ in jobs]), jobs):
+    for ids, (_, n) in zip(_sequential([job for job, _ in jobs]), jobs, strict=True):
         region.add(ids, n, region.keep)
     return region
 

@@ -12,7 +12,6 @@ from functools import cache
 
 import boto3
 from botocore.config import Config
-
 from session_naming.clients import RETRY_CONFIG
 
 # ec2test's client: one attempt, no retry. (``max_attempts`` in botocore's

@@ -17,8 +17,11 @@ from report import Row
 from run import ROOT
 
 LAYER = ROOT / "layers/session_naming"
-TARGETS = {"boto3": (None, "boto3"), "collector": (ROOT / "functions/collector", "app"),
-           "launcher": (ROOT / "functions/launcher", "app")}
+TARGETS = {
+    "boto3": (None, "boto3"),
+    "collector": (ROOT / "functions/collector", "app"),
+    "launcher": (ROOT / "functions/launcher", "app"),
+}
 LIMITS = {"collector": 1.3, "launcher": 1.6}
 CHILD = "import sys, time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 
@@ -32,16 +35,28 @@ def _env(folder) -> dict:
 
 def sample(name: str) -> float:
     folder, module = TARGETS[name]
-    out = subprocess.run([sys.executable, "-c", CHILD.format(module=module)], env=_env(folder), cwd="/",
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD.format(module=module)],
+        env=_env(folder),
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def largest_imports(name: str, top: int = 6) -> list[tuple[str, int]]:
     """Top-level packages by cumulative import time (``python -X importtime``), in ms."""
     folder, module = TARGETS[name]
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], env=_env(folder), cwd="/",
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        env=_env(folder),
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     packages: dict[str, int] = {}
     for line in out.stderr.splitlines():
         match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
@@ -64,8 +79,11 @@ def measure(runs: int, log) -> tuple[list[Row], list[str]]:
     details = []
     for name, limit in LIMITS.items():
         ratio = median[name] / median["boto3"]
-        rows.append(Row(f"cold start: {name} handler", f"{median[name] * 1000:.0f} ms", f"<= {limit}x", ratio,
-                        ratio <= limit))
-        details.append(f"cold start, {name}: largest imports (cumulative ms) "
-                       + ", ".join(f"{k} {v}" for k, v in largest_imports(name)))
+        rows.append(
+            Row(f"cold start: {name} handler", f"{median[name] * 1000:.0f} ms", f"<= {limit}x", ratio, ratio <= limit)
+        )
+        details.append(
+            f"cold start, {name}: largest imports (cumulative ms) "
+            + ", ".join(f"{k} {v}" for k, v in largest_imports(name))
+        )
     return rows, details

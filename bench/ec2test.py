@@ -14,7 +14,6 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
-
 from session_naming import SessionName
 
 

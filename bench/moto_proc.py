@@ -44,6 +44,6 @@ class MotoProcess:
 
     def reset(self) -> None:
         """Forget every resource in every region (moto's reset API)."""
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", data=b"")
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", data=b"")  # noqa: S310
         with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (loopback only)
             json.loads(answer.read() or b"{}")

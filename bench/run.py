@@ -18,7 +18,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The import path, set once: layer, both functions, the repository (tests.support), bench.
-PATHS = [ROOT / "layers/session_naming", ROOT / "functions/collector", ROOT / "functions/launcher", ROOT, ROOT / "bench"]
+PATHS = [
+    ROOT / "layers/session_naming",
+    ROOT / "functions/collector",
+    ROOT / "functions/launcher",
+    ROOT,
+    ROOT / "bench",
+]
 for _path in reversed(PATHS):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
@@ -34,15 +40,26 @@ REGIONS = ("us-east-1", "us-west-2")
 
 def arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=8.0,
-                        help="speed-up of the bucket refill rates (default 8; the default run takes about 4.5 minutes on 2 cores, --quick about 2)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=8.0,
+        help="speed-up of the bucket refill rates (default 8; default run about 4.5 min on 2 cores)",
+    )
     parser.add_argument("--aws", action="store_true", help="AWS's real refill rates (same as --scale 1)")
     parser.add_argument("--quick", action="store_true", help="a third of the sessions, small scale case")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="per-call round trip of the model")
-    parser.add_argument("--scale-test", action="store_true",
-                        help="measure 4 at EC2's default quotas (5,000 key pairs, 2,500 groups): several minutes")
-    parser.add_argument("--only", choices=("sweep", "cold", "launcher", "scale"), action="append",
-                        help="run only these measures (repeatable)")
+    parser.add_argument(
+        "--scale-test",
+        action="store_true",
+        help="measure 4 at EC2's default quotas (5,000 key pairs, 2,500 groups): several minutes",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("sweep", "cold", "launcher", "scale"),
+        action="append",
+        help="run only these measures (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.aws:
         args.scale = 1.0
@@ -60,7 +77,7 @@ def main(argv=None) -> int:
     rows, details = [], []
     with MotoProcess() as moto, MotoProcess() as moto_a, MotoProcess() as moto_b:
         use_fake_environment(moto.url)
-        aws.ENDPOINTS.update(dict(zip(REGIONS, (moto_a.url, moto_b.url))))
+        aws.ENDPOINTS.update(dict(zip(REGIONS, (moto_a.url, moto_b.url), strict=True)))
         model = Model(scale=args.scale, latency=args.latency_ms / 1000)
         patient = factory(config=PATIENT)
         if "sweep" in only:
@@ -99,7 +116,10 @@ def main(argv=None) -> int:
     print()
     print("\n".join(details))
     failed = [row.measure for row in rows if row.ok is False]
-    log(f"done: {len(rows) - len(failed)} of {len(rows)} rows pass or report" + (f"; FAILED: {failed}" if failed else ""))
+    log(
+        f"done: {len(rows) - len(failed)} of {len(rows)} rows pass or report"
+        + (f"; FAILED: {failed}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -4,7 +4,8 @@ The collector runs as Lambda would run it: a fresh interpreter importing
 ``app`` and calling ``lambda_handler({"dry_run": true})``; it reports its
 own wall time and peak RSS, the number Lambda's memory size must cover.
 Peak RSS is ``VmHWM`` from /proc: Linux carries ``ru_maxrss`` over fork and
-exec, so a child of this (large) process would report the parent's peak. No throttling model: this is about listing and classification.
+exec, so a child of this (large) process would report the parent's peak.
+No throttling model: this is about listing and classification.
 The baseline for time is the bare listing (one describe of each kind) made
 in this process on the same account; the RSS target is absolute.
 """
@@ -15,12 +16,13 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from account import BASE, DAY
 from aws import fake_environment
 from report import Row
 from run import ROOT
+
 from tests.support.seed import name_expiring, seed
 
 REGION = "ap-southeast-2"
@@ -62,18 +64,43 @@ def measure(clients, endpoint: str, keys: int, groups: int, log) -> tuple[list[R
     ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{BASE}/*"]}])
     listing = time.perf_counter() - start
     env = fake_environment(endpoint)
-    env.update(PYTHONPATH=f"{ROOT / 'functions/collector'}:{ROOT / 'layers/session_naming'}", REGIONS=REGION,
-               SESSION_BASES=BASE, MAX_DELETIONS="100000")
-    out = subprocess.run([sys.executable, "-c", CHILD.format(region=REGION, hwm=HWM)], env=env, cwd="/", capture_output=True,
-                         text=True, check=True)
+    env.update(
+        PYTHONPATH=f"{ROOT / 'functions/collector'}:{ROOT / 'layers/session_naming'}",
+        REGIONS=REGION,
+        SESSION_BASES=BASE,
+        MAX_DELETIONS="100000",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD.format(region=REGION, hwm=HWM)],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    floor = subprocess.run([sys.executable, "-c", FLOOR.format(region=REGION, hwm=HWM)], env=env, cwd="/",
-                           capture_output=True, text=True, check=True)
+    floor = subprocess.run(
+        [sys.executable, "-c", FLOOR.format(region=REGION, hwm=HWM)],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     floor_mb = float(floor.stdout.split("RESULT")[-1])
     size = f"{keys} keys, {groups} groups"
     return [
-        Row(f"scale: dry-run sweep vs bare listing ({size})", f"{result['seconds']:.1f}s vs {listing:.1f}s", "report",
-            result["seconds"] / listing),
-        Row("scale: collector peak RSS", f"{result['rss_mb']:.0f} MB (boto3+ec2+ssm clients alone {floor_mb:.0f} MB)",
-            "< 128 MB", result["rss_mb"] / floor_mb, result["rss_mb"] < 128),
+        Row(
+            f"scale: dry-run sweep vs bare listing ({size})",
+            f"{result['seconds']:.1f}s vs {listing:.1f}s",
+            "report",
+            result["seconds"] / listing,
+        ),
+        Row(
+            "scale: collector peak RSS",
+            f"{result['rss_mb']:.0f} MB (boto3+ec2+ssm clients alone {floor_mb:.0f} MB)",
+            "< 128 MB",
+            result["rss_mb"] / floor_mb,
+            result["rss_mb"] < 128,
+        ),
     ], [f"scale: dry-run totals {result['totals']} ({size})"]

@@ -23,8 +23,9 @@ from ec2test import collect_garbage
 from report import Row
 from session_naming.settings import load_collector
 from sweep import sweep
-from tests.support.seed import inventory
 from throttle import MUTATING
+
+from tests.support.seed import inventory
 
 EC2_DELETES = ("DeleteKeyPair", "DeleteSecurityGroup", "TerminateInstances")
 
@@ -86,8 +87,13 @@ def run_sweep(model, regions) -> dict:
     start = time.perf_counter()
     summary = sweep(clients, settings, now=datetime.now(UTC), time_left=lambda: 900.0, dry_run=False)
     wall = time.perf_counter() - start
-    return {"wall": wall, "summary": summary, "calls": model.calls(), "throttled": +model.throttled,
-            "attempts": sum(model.attempts.values())}
+    return {
+        "wall": wall,
+        "summary": summary,
+        "calls": model.calls(),
+        "throttled": +model.throttled,
+        "attempts": sum(model.attempts.values()),
+    }
 
 
 def measure(model, patient, names, expired, live, foreign, log) -> tuple[list[Row], list[str]]:
@@ -123,22 +129,59 @@ def measure(model, patient, names, expired, live, foreign, log) -> tuple[list[Ro
     if extra:
         details.append("  differs from the minimum: " + ", ".join(extra))
     total_need, total_made = sum(need.values()), sum(both["calls"].values())
-    rows.append(Row("sweep: API calls (2 regions)", f"{total_made} (min {total_need})", "= minimum",
-                    total_made / total_need, total_made == total_need))
-    rows.append(Row("sweep: deletes all expired, nothing else", f"{failed} failed, {len(problems)} problems",
-                    "0, 0", None, not problems and not failed))
+    rows.append(
+        Row(
+            "sweep: API calls (2 regions)",
+            f"{total_made} (min {total_need})",
+            "= minimum",
+            total_made / total_need,
+            total_made == total_need,
+        )
+    )
+    rows.append(
+        Row(
+            "sweep: deletes all expired, nothing else",
+            f"{failed} failed, {len(problems)} problems",
+            "0, 0",
+            None,
+            not problems and not failed,
+        )
+    )
     details += [f"  correctness: {p}" for p in problems]
     baseline = floor + listing
-    rows.append(Row("sweep: wall vs bucket floor + listing", f"{both['wall']:.1f}s vs {baseline:.1f}s", "<= 1.15x",
-                    both["wall"] / baseline, both["wall"] <= 1.15 * baseline))
-    details.append(f"  wall {both['wall']:.1f}s = {both['wall'] / floor:.2f}x the bare bucket floor {floor:.1f}s; "
-                   f"one minimal listing of both regions took {listing:.1f}s")
+    rows.append(
+        Row(
+            "sweep: wall vs bucket floor + listing",
+            f"{both['wall']:.1f}s vs {baseline:.1f}s",
+            "<= 1.15x",
+            both["wall"] / baseline,
+            both["wall"] <= 1.15 * baseline,
+        )
+    )
+    details.append(
+        f"  wall {both['wall']:.1f}s = {both['wall'] / floor:.2f}x the bare bucket floor {floor:.1f}s; "
+        f"one minimal listing of both regions took {listing:.1f}s"
+    )
     throttled = sum(both["throttled"].values())
     share = throttled / both["attempts"]
-    rows.append(Row("sweep: throttled share of attempts", f"{throttled}/{both['attempts']} = {share:.1%}", "< 2%",
-                    None, share < 0.02))
-    rows.append(Row("sweep: 2 regions vs 1 region", f"{both['wall']:.1f}s vs {one['wall']:.1f}s", "<= 1.10x",
-                    both["wall"] / one["wall"], both["wall"] <= 1.10 * one["wall"]))
+    rows.append(
+        Row(
+            "sweep: throttled share of attempts",
+            f"{throttled}/{both['attempts']} = {share:.1%}",
+            "< 2%",
+            None,
+            share < 0.02,
+        )
+    )
+    rows.append(
+        Row(
+            "sweep: 2 regions vs 1 region",
+            f"{both['wall']:.1f}s vs {one['wall']:.1f}s",
+            "<= 1.10x",
+            both["wall"] / one["wall"],
+            both["wall"] <= 1.10 * one["wall"],
+        )
+    )
     reseed(regions[:1])
     regions = regions[:1]
 
@@ -152,8 +195,12 @@ def measure(model, patient, names, expired, live, foreign, log) -> tuple[list[Ro
     due = sum(len(r.expired[k]) for r in regions for k in r.expired)
     left = sum(len(r.expired[k] & have[k]) for r in regions for have in [inventory(patient, r.name)] for k in r.expired)
     casualties = sum(len(r.keep[k] - have[k]) for r in regions for have in [inventory(patient, r.name)] for k in r.keep)
-    rows.append(Row("ec2test: wall vs sweep (1 region)", f"{wall:.1f}s vs {one['wall']:.1f}s", "report", wall / one["wall"]))
+    rows.append(
+        Row("ec2test: wall vs sweep (1 region)", f"{wall:.1f}s vs {one['wall']:.1f}s", "report", wall / one["wall"])
+    )
     rows.append(Row("ec2test: expired left behind", f"{left}/{due} ({sum(failures.values())} failed calls)", "report"))
     rows.append(Row("ec2test: deleted what must stay", f"{casualties} (keep-tagged, untagged legacy)", "report"))
-    details.append(f"ec2test: failures by code {dict(failures)}; deleted {dict(sum((r['deleted'] for r in results), Counter()))}")
+    details.append(
+        f"ec2test: failures by code {dict(failures)}; deleted {dict(sum((r['deleted'] for r in results), Counter()))}"
+    )
     return rows, details
