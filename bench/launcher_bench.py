@@ -1,0 +1,105 @@
+"""Measure 3: creating a session with an instance, against its critical path, under the latency model.
+
+The baseline is the critical path itself, run in this process with the same
+clients and the same calls: key pair (then its SSM put) and group (then its
+ingress rule) side by side, then the instance. Anything ``create_session``
+adds beyond that (extra round trips, serial steps) shows in the ratio.
+The handler's secret and idempotency calls are not in either side.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from aws import factory
+from launch import create_session, ssh_from
+from report import Row
+from session_naming import SessionName, session_tags, tag_specifications
+from session_naming.settings import load_launcher
+from throttle import Model
+
+from tests.support.stack import make_launch_template
+
+REGION = "eu-west-1"  # not one the sweep seeds: its key-pair count stays small
+CIDRS = ("203.0.113.0/24",)
+
+
+def critical_path(clients, template: str) -> None:
+    ec2, ssm = clients("ec2", REGION), clients("ssm", REGION)
+    name = SessionName.make("ec2-test-runner", timedelta(hours=1))
+
+    def key():
+        answer = ec2.create_key_pair(
+            KeyName=name, KeyType="ed25519", TagSpecifications=tag_specifications(name, ["key-pair"])
+        )
+        ssm.put_parameter(
+            Name=f"/{name}/private-key", Value=answer["KeyMaterial"], Type="SecureString", Tags=session_tags(name)
+        )
+
+    def group():
+        ident = ec2.create_security_group(
+            GroupName=name, Description="bench", TagSpecifications=tag_specifications(name, ["security-group"])
+        )["GroupId"]
+        ec2.authorize_security_group_ingress(GroupId=ident, IpPermissions=[ssh_from(CIDRS)])
+        return ident
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        k, g = pool.submit(key), pool.submit(group)
+    k.result()
+    ec2.run_instances(
+        LaunchTemplate={"LaunchTemplateId": template},
+        MinCount=1,
+        MaxCount=1,
+        KeyName=name,
+        SecurityGroupIds=[g.result()],
+        TagSpecifications=tag_specifications(name, ["instance"]),
+    )
+
+
+def measure(latency: float, runs: int, log) -> tuple[list[Row], list[str]]:
+    log(f"launcher: {runs} creates with an instance, {latency * 1000:g} ms per call")
+    template = make_launch_template(factory(), REGION)
+    settings = load_launcher(
+        {
+            "AWS_REGION": REGION,
+            "LAUNCH_TEMPLATE_ID": template,
+            "MAX_LIVE_SESSIONS": "10000",
+            "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bench",
+            "IDEMPOTENCY_TABLE": "bench",
+        }
+    )
+    model, reference = Model(latency=latency, throttle=False), Model(latency=latency, throttle=False)
+    clients, ideal_clients = factory(model), factory(reference)
+    create = lambda: create_session(  # noqa: E731
+        clients,
+        settings,
+        "ec2-test-runner",
+        timedelta(hours=1),
+        datetime.now(UTC),  # noqa: E731
+        ingress_cidrs=CIDRS,
+        instance=True,
+    )
+    create(), critical_path(ideal_clients, template)  # warm the clients and connections: not a cold-start measure
+    model.reset(), reference.reset()
+    ours, ideal = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        create()
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        critical_path(ideal_clients, template)
+        ideal.append(time.perf_counter() - start)
+    a, b = statistics.median(ours), statistics.median(ideal)
+    calls = {op: n / runs for op, n in sorted(model.attempts.items())}
+    path = {op: n / runs for op, n in sorted(reference.attempts.items())}
+    row = Row(
+        "launcher: create with instance",
+        f"{a * 1000:.0f} ms vs {b * 1000:.0f} ms critical path",
+        "<= 1.3x",
+        a / b,
+        a <= 1.3 * b,
+    )
+    return [row], [f"launcher: calls per create_session {calls}", f"launcher: calls on the critical path {path}"]
