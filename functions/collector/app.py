@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from session_naming import clients
 from session_naming.settings import load_collector
@@ -12,12 +12,9 @@ from sweep import sweep
 from trigger import requested_dry_run
 
 logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event, context):
     dry_run = requested_dry_run(event)  # a bad event fails before any AWS call
     settings = load_collector()

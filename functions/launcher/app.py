@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import cache
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response, content_types
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from launch import LaunchFailed, create_session, find_github_session, release_session
 from once import answer_once
 from session_naming import GITHUB_JOB_TAG, SessionName, clients
@@ -22,13 +21,10 @@ from webhook import HttpError, NotFound, read_request, verify_signature
 SECRET_MAX_AGE_SECONDS = 300  # a rotated secret is picked up within five minutes
 
 logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
 app = LambdaFunctionUrlResolver()
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event, context):
     try:
         settings = load_launcher()
@@ -45,7 +41,9 @@ def lambda_handler(event, context):
 
 
 @cache
-def _secrets(client) -> SecretsProvider:
+def _secrets(client):
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider  # imported on first request only
+
     return SecretsProvider(boto3_client=client)
 
 
