@@ -1,4 +1,4 @@
-"""Reliability suite: hypothesis profiles, an in-process moto account, and the summary line.
+"""Reliability suite: hypothesis profiles, a moto account, and the summary line.
 
 ``make test`` runs the fast profile; ``make soak`` sets ``EC2_SESSIONS_SOAK=1``
 and every hypothesis test runs ten times as many examples. The profiles are
@@ -39,38 +39,38 @@ def examples(n: int, **overrides) -> settings:
 
 
 class Account:
-    """One in-process moto account (``mock_aws``) with clients made once; ``reset()`` empties it."""
+    """The moto server's account with clients made once; ``reset()`` empties it."""
 
-    def __init__(self, mock, clients):
-        self._mock = mock
+    def __init__(self, server, clients):
+        self._server = server
         self.clients = clients
 
     def reset(self) -> None:
-        self._mock.reset()
+        self._server.reset()
 
 
 @pytest.fixture(scope="module")
-def account():
-    """An in-process moto account for a module, clients with AWS's group/terminate rules modelled.
+def account(moto_server):
+    """The moto server, for a module, with clients that model AWS's group and terminate rules.
 
-    In-process moto is far faster per call than the server; the suites that
-    must go over HTTP (concurrency) use the ``aws`` fixture instead.
+    Not in-process ``mock_aws``: there moto carries a request out before a
+    ``before-send`` hook of ``model_aws_rules`` or ``Faults`` can refuse it
+    (a group answered DependencyViolation is deleted all the same), so the
+    rules and faults would be fiction. Over HTTP the hook answers first.
     """
-    from moto import mock_aws
-
     from session_naming import clients as shared
-    from tests.reliability.first import client_factory_first
+    from tests.support.clients import client_factory
 
-    saved = os.environ.pop("AWS_ENDPOINT_URL", None)
-    mock = mock_aws()
-    mock.start()
+    saved = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = moto_server.url
     shared.reset()
     try:
-        yield Account(mock, client_factory_first())
+        yield Account(moto_server, client_factory(aws_rules=True))
     finally:
         shared.reset()
-        mock.stop()
-        if saved is not None:
+        if saved is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
             os.environ["AWS_ENDPOINT_URL"] = saved
 
 

@@ -7,8 +7,8 @@ planting foreign look-alikes (another base, malformed and near-miss names,
 keep-tagged sessions, legacy ec2test names), running a bystander instance in
 some group and terminating instances. The model says, for every resource,
 whether it must exist or must be gone; after every step the account (moto
-in-process, with AWS's DependencyViolation and terminate rules modelled) is
-compared with it. The model computes expiries from its own clock and its own
+over HTTP, with AWS's DependencyViolation and terminate rules modelled) is
+compared with it (the moto server: see conftest.account). The model computes expiries from its own clock and its own
 formatting, never from the product's parser.
 """
 
@@ -391,7 +391,7 @@ class AccountModel(RuleBasedStateMachine):
 
 def test_account_matches_the_model_after_every_launch_release_clock_move_sweep_and_bystander(account):
     run_state_machine_as_test(
-        lambda: AccountModel(account), settings=examples(15, stateful_step_count=25)
+        lambda: AccountModel(account), settings=examples(8, stateful_step_count=20)
     )
 
 
