@@ -66,8 +66,10 @@ def read_request(event: object, max_body_bytes: int) -> Request:
     """The Function URL (payload 2.0) request in ``event``, or ``BadRequest``/``TooLarge``."""
     if not isinstance(event, dict):
         raise BadRequest("event must be a Lambda Function URL request (payload format 2.0)")
-    http = (event.get("requestContext") or {}).get("http") if isinstance(event.get("requestContext"), dict) else None
-    method, path = (http or {}).get("method"), event.get("rawPath")
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    method = http.get("method") if isinstance(http, dict) else None
+    path = event.get("rawPath")
     headers, body = event.get("headers") or {}, event.get("body") or ""
     encoded = event.get("isBase64Encoded", False)
     if not (isinstance(method, str) and isinstance(path, str) and path.startswith("/")):

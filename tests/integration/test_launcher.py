@@ -285,11 +285,12 @@ def test_identical_requests_without_delivery_id_make_two_sessions(launcher, look
 def test_twenty_concurrent_creates_make_twenty_distinct_tagged_sessions(launcher, look):
     barrier, answers = threading.Barrier(20), []
 
-    def one():
+    def one(container):  # one handler module each, as concurrent invocations get separate containers
+        event = url_event("POST", "/sessions", {"lifetime_minutes": 60})
         barrier.wait()
-        answers.append(create(launcher, {"lifetime_minutes": 60}))
+        answers.append(answer(container.lambda_handler(event, LambdaContext())))
 
-    threads = [threading.Thread(target=one) for _ in range(20)]
+    threads = [threading.Thread(target=one, args=(load_handler("launcher"),)) for _ in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -451,3 +452,24 @@ def test_no_secret_private_key_or_body_appears_in_logs_or_answers(launcher, look
         assert "BEGIN OPENSSH PRIVATE KEY" not in text and "PRIVATE KEY" not in text
         for key in private_keys:
             assert key not in text
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        [],
+        {},
+        {"requestContext": "x", "rawPath": "/sessions"},
+        {"requestContext": {"http": "POST"}, "rawPath": "/sessions"},
+        {"requestContext": {"http": {"method": "POST"}}, "rawPath": "sessions"},
+        {"requestContext": {"http": {"method": "POST"}}, "rawPath": "/sessions", "headers": {"a": 1}},
+        {"requestContext": {"http": {"method": "POST"}}, "rawPath": "/sessions", "body": 7},
+        {"requestContext": {"http": {"method": "POST"}}, "rawPath": "/sessions", "body": "%%", "isBase64Encoded": True},
+    ],
+)
+def test_event_that_is_not_a_function_url_request_is_400_and_touches_nothing(launcher, look, event):
+    status, body = launcher(event)
+
+    assert (status, body["error"]) == (400, "bad_request") and body["message"]
+    assert inventory(look, REGION) == NOTHING

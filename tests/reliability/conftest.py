@@ -59,6 +59,7 @@ def account(moto_server):
     rules and faults would be fiction. Over HTTP the hook answers first.
     """
     from session_naming import clients as shared
+
     from tests.support.clients import client_factory
 
     saved = os.environ.get("AWS_ENDPOINT_URL")

@@ -9,6 +9,7 @@ that session names prevent.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from session_naming import SessionName
 from session_naming.settings import load_collector
 from sweep import sweep
+
 from tests.reliability.tally import TALLY
 from tests.support.clients import client_factory
 from tests.support.function_url import SECRET, answer, url_event
@@ -54,16 +56,17 @@ def test_twenty_launches_and_two_sweeps_at_once_keep_every_live_session_and_remo
     look = client_factory()
     for key, value in {"SESSION_BASES": BASE, **make_launcher_stack(look, SECRET)}.items():
         monkeypatch.setenv(key, value)
-    handler = load_handler("launcher")
     start = datetime.now(UTC)
     sweep_at = start + timedelta(minutes=6, seconds=300) + timedelta(seconds=30)
     settings = load_collector({"SESSION_BASES": BASE, "REGIONS": REGION, "GRACE_SECONDS": "300"})
     answers, summaries = [], []
 
     def launcher(minutes):
-        return lambda: answers.append(
-            (minutes, answer(handler.lambda_handler(url_event("POST", "/sessions", {"lifetime_minutes": minutes}), LambdaContext())))
-        )
+        # One handler module per job: concurrent Lambda invocations run in separate
+        # containers, and the resolver holds one request at a time.
+        handler = load_handler("launcher")
+        event = url_event("POST", "/sessions", {"lifetime_minutes": minutes})
+        return lambda: answers.append((minutes, answer(handler.lambda_handler(event, LambdaContext()))))
 
     def collector():
         summaries.append(sweep(client_factory(aws_rules=True), settings, sweep_at, lambda: 900.0, False))
@@ -78,20 +81,29 @@ def test_twenty_launches_and_two_sweeps_at_once_keep_every_live_session_and_remo
     for summary in summaries:
         assert summary["totals"]["failed"] == 0, summary
     have = inventory(look, REGION)
-    missing = [(kind, name) for name in live for kind in ("parameter", "key_pair", "security_group") if name not in have[kind]]
+    missing = [
+        (kind, name) for name in live for kind in ("parameter", "key_pair", "security_group") if name not in have[kind]
+    ]
     TALLY.add(wrongful_deletions=len(missing), checks=1, examples=1)
     swept = {n for s in summaries for kinds in s["regions"].values() for r in kinds.values() for n in r["deleted"]}
     assert missing == [], {"deleted by a collector": sorted(live & swept), "missing": missing}
 
     sweep(client_factory(aws_rules=True), settings, sweep_at, lambda: 900.0, False)  # one more, after the launches
     have = inventory(look, REGION)
-    due = [(kind, n) for kind, names in have.items() for n in names if SessionName.parse(n).is_expired(sweep_at, timedelta(seconds=300))]
+    due = [
+        (kind, n)
+        for kind, names in have.items()
+        for n in names
+        if SessionName.parse(n).is_expired(sweep_at, timedelta(seconds=300))
+    ]
     TALLY.add(leaked=len(due), checks=1)
     assert due == []
     assert live <= have["key_pair"] & have["security_group"] & have["parameter"]
     for minutes, (_, body) in answers:
         if minutes >= 7:
-            assert body["key_pair"]["id"] in {k["KeyPairId"] for k in look("ec2", REGION).describe_key_pairs()["KeyPairs"]}
+            assert body["key_pair"]["id"] in {
+                k["KeyPairId"] for k in look("ec2", REGION).describe_key_pairs()["KeyPairs"]
+            }
 
 
 STATIC = "ec2-test-runner"
@@ -102,15 +114,11 @@ def old_ec2test_setup(ec2, results, delay):
     time.sleep(delay)  # CI jobs start close together, not in lock-step
     outcome = {}
     try:
-        try:
+        with contextlib.suppress(ec2.exceptions.ClientError):
             ec2.delete_key_pair(KeyName=STATIC)
-        except ec2.exceptions.ClientError:
-            pass
         outcome["key"] = ec2.create_key_pair(KeyName=STATIC, KeyType="ed25519")["KeyPairId"]
-        try:
+        with contextlib.suppress(ec2.exceptions.ClientError):
             ec2.delete_security_group(GroupName=STATIC)
-        except ec2.exceptions.ClientError:
-            pass
         outcome["group"] = ec2.create_security_group(GroupName=STATIC, Description="old")["GroupId"]
     except ec2.exceptions.ClientError as error:
         outcome["error"] = error.response["Error"]["Code"]
@@ -121,14 +129,20 @@ def test_the_old_static_name_lets_concurrent_jobs_clobber_each_others_key_pair_a
     results = []
     jobs = [client_factory()("ec2", REGION) for _ in range(JOBS)]
 
-    errors = run_together([lambda ec2=ec2, i=i: old_ec2test_setup(ec2, results, i * 0.03) for i, ec2 in enumerate(jobs)])
+    errors = run_together(
+        [lambda ec2=ec2, i=i: old_ec2test_setup(ec2, results, i * 0.03) for i, ec2 in enumerate(jobs)]
+    )
 
     assert errors == []
     ec2 = client_factory()("ec2", REGION)
     surviving_keys = {k["KeyPairId"] for k in ec2.describe_key_pairs()["KeyPairs"]}
     surviving_groups = {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
     failed = [r for r in results if "error" in r]
-    clobbered = [r for r in results if "error" not in r and (r["key"] not in surviving_keys or r["group"] not in surviving_groups)]
+    clobbered = [
+        r
+        for r in results
+        if "error" not in r and (r["key"] not in surviving_keys or r["group"] not in surviving_groups)
+    ]
     TALLY.add(examples=1, checks=1)
     # One name holds one key pair: at most one job still has the key it made; the rest
     # were deleted under them by a later job, or failed on a duplicate.

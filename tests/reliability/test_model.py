@@ -20,14 +20,14 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-
 from launch import create_session, release_session
 from session_naming import KEEP_TAG, SESSION_TAG
 from session_naming.settings import load_collector, load_launcher
 from sweep import sweep
+from webhook import NotFound
+
 from tests.reliability.conftest import examples
 from tests.reliability.tally import TALLY
-from webhook import NotFound
 
 REGION = "us-east-1"
 BASE = "ec2-test-runner"
@@ -39,7 +39,9 @@ KINDS = ("instance", "parameter", "key_pair", "security_group")
 
 def stamp(moment: datetime) -> str:
     """The model's own rendering of an expiry (DESIGN.md: YYYYMMDDTHHMMSSZ)."""
-    return f"{moment.year:04d}{moment.month:02d}{moment.day:02d}T{moment.hour:02d}{moment.minute:02d}{moment.second:02d}Z"
+    return (
+        f"{moment.year:04d}{moment.month:02d}{moment.day:02d}T{moment.hour:02d}{moment.minute:02d}{moment.second:02d}Z"
+    )
 
 
 def tags(name: str, *, keep: bool = False, extra=()) -> list[dict]:
@@ -58,9 +60,12 @@ class Session:
     gone: set[str] = field(default_factory=set)  # kinds the model says no longer exist
 
     def ident(self, kind: str) -> str | None:
-        return {"instance": self.instance, "parameter": self.parameter, "key_pair": self.key, "security_group": self.group}[
-            kind
-        ]
+        return {
+            "instance": self.instance,
+            "parameter": self.parameter,
+            "key_pair": self.key,
+            "security_group": self.group,
+        }[kind]
 
     def present(self) -> dict[str, str]:
         return {kind: self.ident(kind) for kind in KINDS if self.ident(kind) and kind not in self.gone}
@@ -147,7 +152,13 @@ class AccountModel(RuleBasedStateMachine):
     @rule(minutes=st.integers(5, 180), instance=st.booleans(), cidrs=st.sampled_from([(), ("203.0.113.0/24",)]))
     def launch(self, minutes, instance, cidrs):
         answer = create_session(
-            self.clients, self.launcher, BASE, timedelta(minutes=minutes), self.now, instance=instance, ingress_cidrs=cidrs
+            self.clients,
+            self.launcher,
+            BASE,
+            timedelta(minutes=minutes),
+            self.now,
+            instance=instance,
+            ingress_cidrs=cidrs,
         )
         expires = self.now + timedelta(minutes=minutes)
         assert answer["expires_at"] == f"{expires:%Y-%m-%dT%H:%M:%SZ}"
@@ -234,13 +245,12 @@ class AccountModel(RuleBasedStateMachine):
             group = ec2.create_security_group(GroupName=name, Description="ec2test")["GroupId"]
             self.protected["security_group", group] = kind
             return
-        if kind == "keep-tagged":
-            name = f"{BASE}/{stamp(expires)}/{token}"
-        else:
-            name = LOOK_ALIKES[kind](token, expires)
+        name = f"{BASE}/{stamp(expires)}/{token}" if kind == "keep-tagged" else LOOK_ALIKES[kind](token, expires)
         keep = kind == "keep-tagged"
         key_tags = tags(name, keep=keep and keep_on == "key_pair")
-        ec2.create_key_pair(KeyName=name, KeyType="ed25519", TagSpecifications=[{"ResourceType": "key-pair", "Tags": key_tags}])
+        ec2.create_key_pair(
+            KeyName=name, KeyType="ed25519", TagSpecifications=[{"ResourceType": "key-pair", "Tags": key_tags}]
+        )
         self.protected["key_pair", name] = kind
         group = ec2.create_security_group(
             GroupName=name,
@@ -301,7 +311,9 @@ class AccountModel(RuleBasedStateMachine):
             if "instance" in session.present():
                 ending.add(session.instance)
         expected["key_pair"] |= {
-            name for name, expires in self.legacy_keys.items() if name not in self.legacy_gone and self.due(expires, self.now)
+            name
+            for name, expires in self.legacy_keys.items()
+            if name not in self.legacy_gone and self.due(expires, self.now)
         }
         for session in due:  # instances go first, so a group they held is free in the same run
             if "security_group" in session.present() and not self.users(session.group, ignoring=ending):
@@ -322,7 +334,7 @@ class AccountModel(RuleBasedStateMachine):
                 ident = session.ident(kind)
                 if ident is not None:
                     (gone if kind in session.gone else must)[kind].add(ident)
-        for (kind, ident) in self.protected:
+        for kind, ident in self.protected:
             must[kind].add(ident)
         for name in self.legacy_keys:
             (gone if name in self.legacy_gone else must)["key_pair"].add(name)
@@ -341,7 +353,9 @@ class AccountModel(RuleBasedStateMachine):
         return {
             "instance": instances,
             "parameter": {
-                p["Name"] for page in self.ssm.get_paginator("describe_parameters").paginate() for p in page["Parameters"]
+                p["Name"]
+                for page in self.ssm.get_paginator("describe_parameters").paginate()
+                for p in page["Parameters"]
             },
             "key_pair": {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]},
             "security_group": {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
@@ -390,9 +404,7 @@ class AccountModel(RuleBasedStateMachine):
 
 
 def test_account_matches_the_model_after_every_launch_release_clock_move_sweep_and_bystander(account):
-    run_state_machine_as_test(
-        lambda: AccountModel(account), settings=examples(8, stateful_step_count=20)
-    )
+    run_state_machine_as_test(lambda: AccountModel(account), settings=examples(8, stateful_step_count=20))
 
 
 def test_one_sweep_removes_every_expired_parameter_even_when_they_fill_more_than_one_page(fresh):
