@@ -17,6 +17,7 @@ from datetime import datetime
 
 from session_naming.resources import (
     ORDER,
+    PARAMETERS,
     SECURITY_GROUPS,
     Found,
     InUse,
@@ -97,12 +98,14 @@ def sweep(
 
 
 def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) -> RegionReport:
-    """Each kind is listed to its end before any of it is deleted.
+    """List every kind to its end, then delete in ORDER.
 
-    Page tokens may be positions (moto's DescribeParameters tokens are), so
-    deleting while paging would skip whatever moves up a page. Only the small
-    ``Found`` records of due resources are held; descriptions come one page
-    at a time.
+    Listing first has two reasons. Page tokens may be positions (moto's
+    DescribeParameters tokens are), so deleting while paging would skip
+    whatever moves up a page. And a session is kept if any of its resources
+    is tagged keep, which only the whole listing can tell: if any kind
+    cannot be listed, nothing in the region is deleted this run. Only small
+    ``Found`` records are held; descriptions come one page at a time.
     """
     report = RegionReport()
 
@@ -110,37 +113,46 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
         report.record(found, outcome, detail)
         on_outcome(region, found, outcome, detail)
 
-    def judge(page: list[Found]) -> list[Found]:
-        """Record what this page keeps and why; answer what is due for deletion."""
-        due = []
-        for found in page:
-            reason = refusal(found, settings.session_bases, settings.sweep_untagged)
-            if reason is None and found.name in kept:
-                reason = "keep-tag"
-            if reason is None and not found.session.is_expired(now, settings.grace):
-                reason = "not-expired"
-            if reason:
-                record(found, "kept", reason)
-            else:
-                due.append(found)
-        return due
-
     patterns = [f"{base}/*" for base in settings.session_bases]
+    listed: dict[str, list[Found]] = {}
     try:
-        kept = kept_sessions(clients, region, patterns)
-    except Exception as error:  # a region we cannot even list: report it, sweep the others
-        report["instance"].failed.append({"name": f"<listing {region}>", "error": error_code(error)})
+        for kind in ORDER:
+            listed[kind.name] = [
+                found for page in kind.pages(clients(kind.service, region), patterns) for found in page
+            ]
+        kept = kept_sessions(
+            (found for founds in listed.values() for found in founds), clients("ssm", region), patterns
+        )
+    except Exception as error:  # cannot prove what is kept: report it, delete nothing here, sweep the others
+        failed_kind = next((kind.name for kind in ORDER if kind.name not in listed), PARAMETERS.name)
+        report[failed_kind].failed.append({"name": f"<listing {region}>", "error": error_code(error)})
         return report
+
+    def judge(found: Found) -> str | None:
+        """Why ``found`` is kept, or ``None`` when it is due."""
+        reason = refusal(found, settings.session_bases, settings.sweep_untagged)
+        if reason is None and found.name in kept:
+            reason = "keep-tag"
+        if reason is None and not found.session.is_expired(now, settings.grace):
+            reason = "not-expired"
+        return reason
+
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
         for kind in ORDER:
             client = clients(kind.service, region)
-            try:
-                due = [found for page in kind.pages(client, patterns) for found in judge(page)]
-            except Exception as error:  # listing failed: the other kinds still get their turn
-                report[kind.name].failed.append({"name": f"<listing {region}>", "error": error_code(error)})
-                continue
+            due = []
+            for found in listed[kind.name]:
+                reason = judge(found)
+                if reason:
+                    record(found, "kept", reason)
+                else:
+                    due.append(found)
             if kind is SECURITY_GROUPS and due:
-                busy = groups_in_use(client, [found.ident for found in due])
+                try:
+                    busy = groups_in_use(client, [found.ident for found in due])
+                except Exception as error:  # unknown attachments: keep every group this run
+                    busy = {found.ident for found in due}
+                    report[kind.name].failed.append({"name": f"<in-use check {region}>", "error": error_code(error)})
                 for found in (f for f in due if f.ident in busy):
                     record(found, "kept", "in-use")
                 due = [found for found in due if found.ident not in busy]

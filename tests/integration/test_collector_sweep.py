@@ -296,3 +296,19 @@ def test_collector_deletes_every_expired_resource_listed_over_many_pages(clients
 
     assert deleted(summary)["parameter"] == set(expired)
     assert inventory(clients, REGION)["parameter"] == set(live)
+
+
+def test_a_kind_that_cannot_be_listed_stops_deletions_in_that_region_only(clients):
+    # Without the key pairs' tags the sweep cannot prove no resource of a session is tagged keep.
+    blind, other = "us-east-1", "eu-west-1"
+    for region in (blind, other):
+        seed(clients, region, name_expiring(BASE, -HOUR, NOW), kinds=("parameter", "key_pair", "security_group"))
+    Faults().inject(clients("ec2", blind), "DescribeKeyPairs", "UnauthorizedOperation")
+
+    summary = run(clients, REGIONS=f"{blind},{other}")
+
+    assert summary["regions"][blind]["key_pair"]["failed"] == [
+        {"name": f"<listing {blind}>", "error": "UnauthorizedOperation"}
+    ]
+    assert summary["totals"]["deleted"] == 3  # all in the other region
+    assert all(inventory(clients, blind)[kind] for kind in ("parameter", "key_pair", "security_group"))

@@ -197,13 +197,15 @@ def refusal(found: Found, bases: Iterable[str], sweep_untagged: bool = False) ->
     return None
 
 
-def kept_sessions(clients, region: str, patterns: list[str]) -> set[str]:
-    """Sessions with any resource tagged keep: keeping an instance keeps its key and group."""
-    kept: set[str] = set()
-    for kind in ORDER:
-        client = clients(kind.service, region)
-        for page in kind.pages(client, patterns, tags={KEEP_TAG: "true"}):
-            kept.update(found.name for found in page)
+def kept_sessions(listed: Iterable[Found], ssm, patterns: list[str]) -> set[str]:
+    """Sessions with any resource tagged keep: keeping an instance keeps its key and group.
+
+    EC2 listings carry their tags, so ``listed`` answers for them; SSM's
+    listing does not, so parameters tagged keep are asked for by tag.
+    """
+    kept = {f.name for f in listed if f.tags and f.tags.get(KEEP_TAG, "").lower() == "true"}
+    for page in PARAMETERS.pages(ssm, patterns, tags={KEEP_TAG: "true"}):
+        kept.update(found.name for found in page)
     return kept
 
 
