@@ -311,4 +311,4 @@ def test_a_kind_that_cannot_be_listed_stops_deletions_in_that_region_only(client
         {"name": f"<listing {blind}>", "error": "UnauthorizedOperation"}
     ]
     assert summary["totals"]["deleted"] == 3  # all in the other region
-    assert all(inventory(clients, blind)[kind] for kind in ("parameter", "key_pair", "security_group"))
+    assert all(inventory(client_factory(), blind)[kind] for kind in ("parameter", "key_pair", "security_group"))
