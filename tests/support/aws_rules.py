@@ -1,8 +1,9 @@
 """What AWS does and moto 5.2.5 does not (DESIGN.md, "Where moto differs").
 
-``model_aws_rules(ec2)`` attaches two AWS rules to any boto3 EC2 client,
-in-process under ``mock_aws`` and against a moto server alike, through
-botocore's own event hooks (no patched internals):
+``model_aws_rules(ec2)`` attaches two AWS rules to a boto3 EC2 client that
+talks to a moto server, through botocore's own event hooks (no patched
+internals). Not under in-process ``mock_aws``: moto answers from its own
+``before-send`` handler there, so the request has already acted when ours runs.
 
 - ``DeleteSecurityGroup`` answers ``DependencyViolation`` while a network
   interface uses the group or another group's rule references it;
