@@ -61,7 +61,7 @@ def collect(now):
     return sweep(client_factory(aws_rules=True), settings, now, lambda: 900.0, False)
 
 
-@examples(3)
+@examples(2)
 @given(
     lifetimes=st.lists(st.integers(min_value=1, max_value=24 * 60), min_size=1, max_size=2),
     skew=st.integers(min_value=0, max_value=GRACE_SECONDS - 1),

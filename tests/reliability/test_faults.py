@@ -146,9 +146,8 @@ def test_resources_deleted_by_someone_else_between_list_and_delete_count_as_dele
     sessions = [name_expiring(BASE, -HOUR * (i + 1), NOW) for i in range(2)]
     live = name_expiring(BASE, HOUR, NOW)
     three = ("parameter", "key_pair", "security_group")
-    for name in sessions:
+    for name in (*sessions, live):
         seed(collector, REGION, name, kinds=three)
-    seed(collector, REGION, live)
     side_ec2 = boto3.client("ec2", region_name=REGION)
     side_ssm = boto3.client("ssm", region_name=REGION)
     raced = []
@@ -180,7 +179,7 @@ def test_resources_deleted_by_someone_else_between_list_and_delete_count_as_dele
     assert deleted(summary) == {kind: set(sessions) for kind in three} | {"instance": set()}
     have = inventory(look, REGION)
     assert have["security_group"] == have["parameter"] == {live}
-    assert live in have["key_pair"] and live in have["instance"]
+    assert live in have["key_pair"]
 
 
 def test_unauthorized_on_one_instance_fails_only_that_session_and_the_rest_are_swept(collector, look):
