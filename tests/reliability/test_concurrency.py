@@ -137,15 +137,16 @@ def test_the_old_static_name_lets_concurrent_jobs_clobber_each_others_key_pair_a
     ec2 = client_factory()("ec2", REGION)
     surviving_keys = {k["KeyPairId"] for k in ec2.describe_key_pairs()["KeyPairs"]}
     surviving_groups = {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
-    failed = [r for r in results if "error" in r]
+    # A job is clobbered when something it made is gone, whether or not a later step failed.
     clobbered = [
         r
         for r in results
-        if "error" not in r and (r["key"] not in surviving_keys or r["group"] not in surviving_groups)
+        if ("key" in r and r["key"] not in surviving_keys) or ("group" in r and r["group"] not in surviving_groups)
     ]
+    unharmed = [r for r in results if r not in clobbered and "error" not in r]
     TALLY.add(examples=1, checks=1)
-    # One name holds one key pair: at most one job still has the key it made; the rest
-    # were deleted under them by a later job, or failed on a duplicate.
+    # One name holds one key pair: at most one job still has what it made; the rest
+    # had theirs deleted under them by a later job, or failed on a duplicate.
     assert len(surviving_keys) == 1
-    assert len(clobbered) + len(failed) >= JOBS - 1
+    assert len(unharmed) <= 1
     assert clobbered, "no job lost its key pair or group to another: the race did not show"

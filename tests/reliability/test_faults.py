@@ -295,9 +295,7 @@ def test_launcher_dying_after_a_creation_step_leaves_only_named_tagged_resources
     assert session is not None and session.base == BASE
     ec2, ssm = look("ec2", REGION), look("ssm", REGION)
     tag_sets = [k.get("Tags") for k in ec2.describe_key_pairs()["KeyPairs"]]
-    tag_sets += [
-        g.get("Tags") for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"
-    ]
+    tag_sets += [g.get("Tags") for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"]
     tag_sets += [
         i.get("Tags")
         for r in ec2.describe_instances()["Reservations"]

@@ -58,11 +58,12 @@ def random_case(name: str):
     )
 
 
-header_names = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"), min_size=1, max_size=30)
+header_names = st.text(
+    st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=":"), min_size=1, max_size=30
+)
 headers = st.dictionaries(
-    header_names | st.sampled_from(["content-type", "x-github-event", "x-github-delivery", "x-request-id"]).flatmap(
-        random_case
-    ),
+    header_names
+    | st.sampled_from(["content-type", "x-github-event", "x-github-delivery", "x-request-id"]).flatmap(random_case),
     st.text(max_size=60),
     max_size=6,
 )
@@ -78,9 +79,7 @@ def bad_signatures(draw, body: bytes):
     """A header value (or ``None``: absent) that is not the signature of ``body`` under SECRET."""
     from webhook import sign
 
-    choice = draw(
-        st.sampled_from(["missing", "garbage", "other-body", "other-secret", "truncated", "sha1", "empty"])
-    )
+    choice = draw(st.sampled_from(["missing", "garbage", "other-body", "other-secret", "truncated", "sha1", "empty"]))
     value = {
         "missing": None,
         "garbage": draw(st.text(max_size=80)),
@@ -283,6 +282,7 @@ def test_validly_signed_invalid_bodies_are_4xx_and_create_nothing(launcher, look
 
 # -- the collector ------------------------------------------------------------------------------------
 
+
 def accepted(event) -> bool | None:
     """The dry-run flag the collector should read from ``event``, or ``None`` when it must refuse it."""
     if not isinstance(event, dict):
@@ -346,7 +346,12 @@ def test_collector_answers_a_summary_only_for_the_events_it_accepts_and_refuses_
     if have is None:
         have = inventory(look, REGION)
         if not have["key_pair"]:  # an expired session, for a wrongly accepted event to delete
-            seed(look, REGION, name_expiring(BASE, -timedelta(days=1), datetime.now(UTC)), kinds=("key_pair", "parameter"))
+            seed(
+                look,
+                REGION,
+                name_expiring(BASE, -timedelta(days=1), datetime.now(UTC)),
+                kinds=("key_pair", "parameter"),
+            )
             have = inventory(look, REGION)
         collector.state["have"] = have
     calls = collector.calls
