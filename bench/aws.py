@@ -14,25 +14,15 @@ import boto3
 from botocore.config import Config
 from session_naming.clients import RETRY_CONFIG
 
+from tools.offline import FAKE_AWS
+
 # ec2test's client: one attempt, no retry. (``max_attempts`` in botocore's
 # config counts retries, not attempts, so the exact knob is total_max_attempts.)
 NO_RETRY = Config(retries={"mode": "standard", "total_max_attempts": 1}, max_pool_connections=50)
 # Seeding and checking: patient, never throttled by the model.
 PATIENT = Config(retries={"mode": "standard", "max_attempts": 10}, max_pool_connections=50)
 
-FAKE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    "POWERTOOLS_SERVICE_NAME": "ec2-sessions-bench",
-    "POWERTOOLS_METRICS_NAMESPACE": "ec2-sessions",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
+FAKE_ENV = {**FAKE_AWS, "POWERTOOLS_SERVICE_NAME": "ec2-sessions-bench", "POWERTOOLS_LOG_LEVEL": "WARNING"}
 
 
 def fake_environment(endpoint: str | None = None) -> dict[str, str]:

@@ -33,3 +33,16 @@ def aws(moto_server, monkeypatch):
     clients.reset()
     yield moto_server
     clients.reset()
+
+
+@pytest.fixture
+def launcher_stack(aws, monkeypatch):
+    """The launcher's secret and idempotency table on the moto server, its environment set."""
+    from tests.support.clients import client_factory
+    from tests.support.function_url import SECRET
+    from tools.local_stack import make_launcher_stack
+
+    env = {"SESSION_BASES": "ec2-test-runner", **make_launcher_stack(client_factory(), SECRET)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

@@ -15,7 +15,6 @@ from tests.support.clients import client_factory
 from tests.support.function_url import SECRET, answer
 from tests.support.handlers import EVENTS, LambdaContext, load_event, load_handler
 from tests.support.seed import name_expiring, seed
-from tools.local_stack import make_launcher_stack
 from tools.sign import resign
 
 COLLECTOR_EVENTS = sorted(p.name for p in EVENTS.glob("collector-*.json"))
@@ -40,9 +39,7 @@ def test_collector_event_runs_a_sweep(aws, monkeypatch, name):
 
 
 @pytest.mark.parametrize("name", LAUNCHER_EVENTS)
-def test_launcher_event_is_answered_as_its_route_promises(aws, monkeypatch, name):
-    for key, value in {"SESSION_BASES": "ec2-test-runner", **make_launcher_stack(client_factory(), SECRET)}.items():
-        monkeypatch.setenv(key, value)
+def test_launcher_event_is_answered_as_its_route_promises(launcher_stack, name):
     handler = load_handler("launcher")
     event = load_event(name)
     if name == "launcher-release-session.json":  # release the session a create just made

@@ -18,7 +18,7 @@ from tests.support.faults import Faults
 from tests.support.function_url import SECRET, answer, url_event
 from tests.support.handlers import LambdaContext, load_fixture, load_handler
 from tests.support.seed import inventory
-from tests.support.stack import REGION, make_launch_template, make_launcher_stack
+from tests.support.stack import REGION, make_launch_template
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGXUrIo9NsoKq3aFL6HE3Wh7cUQUtuXI2nm3AIyZeLJu ci@example"
 NOTHING = {"instance": set(), "parameter": set(), "key_pair": set(), "security_group": set()}
@@ -31,10 +31,7 @@ def look(aws):
 
 
 @pytest.fixture
-def launcher(aws, look, monkeypatch):
-    env = {"SESSION_BASES": "ec2-test-runner", **make_launcher_stack(look, SECRET)}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+def launcher(launcher_stack, look, monkeypatch):
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
     handler = load_handler("launcher")
 

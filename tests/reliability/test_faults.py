@@ -24,10 +24,10 @@ from sweep import sweep
 from tests.reliability.tally import TALLY
 from tests.support.clients import client_factory
 from tests.support.faults import Faults
-from tests.support.function_url import SECRET, url_event
+from tests.support.function_url import url_event
 from tests.support.handlers import LambdaContext, load_handler
 from tests.support.seed import ALL_KINDS, inventory, name_expiring, seed, utc
-from tests.support.stack import REGION, make_launch_template, make_launcher_stack
+from tests.support.stack import REGION, make_launch_template
 
 NOW = utc("2026-11-24T22:00:00")
 BASE = "ec2-test-runner"
@@ -246,10 +246,7 @@ class LauncherDied(BaseException):
 
 
 @pytest.fixture
-def launcher(aws, look, monkeypatch):
-    env = {"SESSION_BASES": BASE, **make_launcher_stack(look, SECRET)}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+def launcher(launcher_stack, look, monkeypatch):
     handler = load_handler("launcher")
     invoke = lambda event: handler.lambda_handler(event, LambdaContext())  # noqa: E731
     invoke.env = monkeypatch.setenv

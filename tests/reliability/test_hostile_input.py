@@ -31,7 +31,7 @@ from tests.support.clients import client_factory
 from tests.support.function_url import SECRET, url_event
 from tests.support.handlers import LambdaContext, load_event, load_handler
 from tests.support.seed import ALL_KINDS, inventory, name_expiring, seed
-from tests.support.stack import REGION, make_launcher_stack
+from tests.support.stack import REGION
 
 BASE = "ec2-test-runner"
 NOTHING = {kind: set() for kind in ALL_KINDS}
@@ -184,10 +184,7 @@ def look(aws):
 
 
 @pytest.fixture
-def launcher(aws, look, monkeypatch):
-    env = {"SESSION_BASES": BASE, **make_launcher_stack(look, SECRET)}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+def launcher(launcher_stack, look, monkeypatch):
     handler = load_handler("launcher")
     calls: Counter[str] = Counter()
     for service in ("ec2", "ssm", "dynamodb", "secretsmanager"):
