@@ -125,7 +125,7 @@ def old_ec2test_setup(ec2, results, delay):
     results.append(outcome)
 
 
-def test_the_old_static_name_lets_concurrent_jobs_clobber_each_others_key_pair_and_group(aws):
+def test_the_old_static_name_leaves_at_most_one_of_twenty_concurrent_jobs_unharmed(aws):
     results = []
     jobs = [client_factory()("ec2", REGION) for _ in range(JOBS)]
 
@@ -147,6 +147,5 @@ def test_the_old_static_name_lets_concurrent_jobs_clobber_each_others_key_pair_a
     TALLY.add(examples=1, checks=1)
     # One name holds one key pair: at most one job still has what it made; the rest
     # had theirs deleted under them by a later job, or failed on a duplicate.
-    assert len(surviving_keys) == 1
+    assert len(results) == JOBS and len(surviving_keys) == 1
     assert len(unharmed) <= 1
-    assert clobbered, "no job lost its key pair or group to another: the race did not show"
