@@ -28,7 +28,7 @@ MIN_RSA_BITS = 2048
 class SessionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    base: str | None = Field(default=None, max_length=64)
+    base: str | None = Field(default=None, min_length=1, max_length=64)
     lifetime_minutes: int | None = Field(default=None, ge=MIN_LIFETIME_MINUTES)
     public_key: str | None = Field(default=None, max_length=16_384)
     ingress_cidrs: list[str] = Field(default_factory=list, max_length=20)
@@ -117,7 +117,7 @@ def describe(error: ValidationError) -> str:
 def session_request(raw: bytes, settings: LauncherSettings) -> tuple[str, timedelta, SessionRequest]:
     """The request's base and lifetime, checked against what this stack allows."""
     request = parse_body(raw, SessionRequest)
-    base = request.base or settings.session_bases[0]
+    base = settings.session_bases[0] if request.base is None else request.base
     if base not in settings.session_bases:
         raise BadRequest(f"base: {base!r} is not one of this stack's bases ({', '.join(settings.session_bases)})")
     lifetime = timedelta(minutes=request.lifetime_minutes) if request.lifetime_minutes else settings.default_lifetime

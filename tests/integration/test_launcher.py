@@ -216,6 +216,7 @@ def test_base64_encoded_body_is_verified_over_its_decoded_bytes(launcher):
         ({"public_key": "ssh-dss AAAAB3NzaC1kc3MAAACBAP"}, "public_key"),
         ({"base": "someone-else"}, "base"),
         ({"base": "a/b"}, "base"),
+        ({"base": ""}, "base"),  # found by make soak: an empty base once meant "the default"
         ({"instance": True}, "instance"),
     ],
 )
