@@ -70,24 +70,14 @@ def measure(clients, endpoint: str, keys: int, groups: int, log) -> tuple[list[R
         SESSION_BASES=BASE,
         MAX_DELETIONS="100000",
     )
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD.format(region=REGION, hwm=HWM)],
-        env=env,
-        cwd="/",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    floor = subprocess.run(
-        [sys.executable, "-c", FLOOR.format(region=REGION, hwm=HWM)],
-        env=env,
-        cwd="/",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    floor_mb = float(floor.stdout.split("RESULT")[-1])
+
+    def child(script: str) -> str:
+        """Run ``script`` in a fresh interpreter (its own peak RSS); answer its stdout."""
+        command = [sys.executable, "-c", script.format(region=REGION, hwm=HWM)]
+        return subprocess.run(command, env=env, cwd="/", capture_output=True, text=True, check=True).stdout
+
+    result = json.loads(next(line for line in child(CHILD).splitlines() if line.startswith("RESULT "))[7:])
+    floor_mb = float(child(FLOOR).split("RESULT")[-1])
     size = f"{keys} keys, {groups} groups"
     return [
         Row(
