@@ -21,6 +21,7 @@ from account import BASE, check, in_parallel, seed_expired, seed_region, swept
 from aws import NO_RETRY, factory
 from ec2test import collect_garbage
 from report import Row
+from session_naming import KEEP_TAG
 from session_naming.settings import load_collector
 from sweep import sweep
 from throttle import MUTATING
@@ -30,19 +31,14 @@ from tests.support.seed import inventory
 EC2_DELETES = ("DeleteKeyPair", "DeleteSecurityGroup", "TerminateInstances")
 
 
-def minimum_calls(regions) -> Counter:
-    """The fewest calls a sweep can make: one listing of each kind at the largest
-    page size AWS allows, one in-use check per 200 due groups, one delete per expired resource."""
-    need: Counter[str] = Counter()
+def minimum_calls(regions, listing: Counter) -> Counter:
+    """The fewest calls a correct sweep can make: ``listing`` (one minimal listing of
+    the account, counted as the server pages it), one in-use check per 200 due
+    groups, one delete per expired EC2 resource and one per ten parameters."""
+    need = Counter(listing)
     for r in regions:
-        params = len(r.expired["parameter"]) + len(r.keep["parameter"])
-        groups = len(r.expired["security_group"]) + len(r.keep["security_group"])
-        need["DescribeInstances"] += 1
-        need["DescribeKeyPairs"] += 1
-        need["DescribeSecurityGroups"] += max(1, math.ceil(groups / 1000))
-        need["DescribeParameters"] += max(1, math.ceil(params / 50))
         need["DescribeNetworkInterfaces"] += math.ceil(len(r.expired["security_group"]) / 200)
-        need["DeleteParameter"] += len(r.expired["parameter"])
+        need["DeleteParameters"] += math.ceil(len(r.expired["parameter"]) / 10)
         need["DeleteKeyPair"] += len(r.expired["key_pair"])
         need["DeleteSecurityGroup"] += len(r.expired["security_group"])
     return need
@@ -54,8 +50,10 @@ def floor_seconds(regions, scale: float) -> float:
     return max(max(0, d - burst) for d in deletions) / (rate * scale)
 
 
-def listing_seconds(model, regions) -> float:
-    """One listing of each kind at the largest page size, regions in parallel: what any sweep must read."""
+def minimal_listing(model, regions) -> tuple[float, Counter]:
+    """What any correct sweep must read, regions in parallel, at the largest page sizes:
+    one listing of each kind, and the parameters tagged keep (SSM's listing shows no
+    tags, and rule 6 keeps them). Answers its time and its calls by operation."""
 
     def region(name):
         ec2, ssm = clients("ec2", name), clients("ssm", name)
@@ -63,26 +61,33 @@ def listing_seconds(model, regions) -> float:
         ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": pattern}])
         ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": pattern}])
         ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": pattern}])
-        pages = ssm.get_paginator("describe_parameters").paginate(
-            ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": [f"/{BASE}/"]}],
-            PaginationConfig={"PageSize": 50},
-        )
-        for _ in pages:
-            pass
+        by_name = {"Key": "Name", "Option": "BeginsWith", "Values": [f"/{BASE}/"]}
+        for filters in ([by_name], [by_name, {"Key": f"tag:{KEEP_TAG}", "Values": ["true"]}]):
+            for _ in ssm.get_paginator("describe_parameters").paginate(
+                ParameterFilters=filters, PaginationConfig={"PageSize": 50}
+            ):
+                pass
 
     model.reset()
     clients = factory(model)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=len(regions)) as pool:
         list(pool.map(region, [r.name for r in regions]))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, model.calls()
 
 
 def run_sweep(model, regions) -> dict:
     model.reset()
     clients = factory(model)
+    # The collector paces itself to EC2's bucket; the model's refill is ``scale`` times AWS's.
+    _, rate = MUTATING
     settings = load_collector(
-        {"REGIONS": ",".join(r.name for r in regions), "SESSION_BASES": BASE, "MAX_DELETIONS": "100000"}
+        {
+            "REGIONS": ",".join(r.name for r in regions),
+            "SESSION_BASES": BASE,
+            "MAX_DELETIONS": "100000",
+            "EC2_DELETE_RATE": str(max(1, round(rate * model.scale))),
+        }
     )
     start = time.perf_counter()
     summary = sweep(clients, settings, now=datetime.now(UTC), time_left=lambda: 900.0, dry_run=False)
@@ -110,8 +115,8 @@ def measure(model, patient, names, expired, live, foreign, log) -> tuple[list[Ro
         in_parallel(lambda r: seed_expired(patient, r, expired, now), some)
 
     floor = floor_seconds(regions, model.scale)
-    listing = listing_seconds(model, regions)
-    need = minimum_calls(regions)
+    listing, listing_calls = minimal_listing(model, regions)
+    need = minimum_calls(regions, listing_calls)
     log(f"sweep of {len(regions)} regions (bucket floor {floor:.1f}s + listing {listing:.1f}s)")
     both = run_sweep(model, regions)
     problems = [f"2 regions: {p}" for r in regions for p in check(patient, r)]

@@ -3,8 +3,8 @@
 Plain functions that take their clients, settings and clock, so tests hand
 in moto-backed clients and a fixed time. Regions sweep in parallel (EC2
 throttles each region separately); inside a region a small pool deletes
-concurrently, and botocore's adaptive retry mode keeps it within EC2's
-request bucket.
+concurrently, paced to EC2's request bucket, with botocore's adaptive retry
+mode for when something else spends it too.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pacing import EC2_BURST, Pacer
 from session_naming.resources import (
     ORDER,
     PARAMETERS,
@@ -137,6 +138,9 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
             reason = "not-expired"
         return reason
 
+    # Each region has its own EC2 bucket. Leaving in it as many tokens as
+    # calls can be in flight means a call delayed on the way never finds it empty.
+    pacer = Pacer(settings.ec2_delete_rate, burst=EC2_BURST - settings.concurrency)
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
         for kind in ORDER:
             client = clients(kind.service, region)
@@ -156,11 +160,9 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
                 for found in (f for f in due if f.ident in busy):
                     record(found, "kept", "in-use")
                 due = [found for found in due if found.ident not in busy]
-            work = []
-            for found in due:
-                if not budget.take():
-                    break
-                work.append(pool.submit(_delete, kind, client, found, dry_run, record))
+            pace = pacer.wait if kind.service == "ec2" else None
+            chunks = [due[start : start + kind.batch] for start in range(0, len(due), kind.batch)]
+            work = [pool.submit(_delete, kind, client, chunk, dry_run, record, budget, pace) for chunk in chunks]
             for future in work:
                 future.result()
             if budget.cut_short:
@@ -168,17 +170,41 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
     return report
 
 
-def _delete(kind, client, found: Found, dry_run: bool, record) -> None:
-    """Delete one resource; its failure is recorded, never raised into the sweep."""
-    try:
-        if not dry_run:
+def _delete(kind, client, chunk: list[Found], dry_run: bool, record, budget: Budget, pace) -> None:
+    """Delete one resource, or up to ``kind.batch`` in one call; failures are recorded, never raised.
+
+    The budget is taken here, when the call is about to go, not when the work
+    was queued: a queue paced at EC2's rate can outlast the Lambda time left.
+    """
+    chunk = [found for found in chunk if budget.take()]
+    if not chunk or dry_run:
+        for found in chunk:
+            record(found, "deleted")
+        return
+    if pace:
+        pace()
+    if len(chunk) > 1 and _deleted_together(kind, client, chunk):
+        for found in chunk:
+            record(found, "deleted")
+        return
+    for found in chunk:
+        try:
             kind.delete_quietly(client, found)
-    except InUse:
-        record(found, "kept", "in-use")
-    except Exception as error:
-        record(found, "failed", error_code(error))
-    else:
-        record(found, "deleted")
+        except InUse:
+            record(found, "kept", "in-use")
+        except Exception as error:
+            record(found, "failed", error_code(error))
+        else:
+            record(found, "deleted")
+
+
+def _deleted_together(kind, client, chunk: list[Found]) -> bool:
+    """One call for the chunk. One refused name fails it all: then each is asked alone."""
+    try:
+        kind.delete_batch(client, chunk)
+    except Exception:
+        return False
+    return True
 
 
 def summarise(reports: dict[str, RegionReport], cut_short: str | None, dry_run: bool) -> dict:

@@ -11,6 +11,7 @@ from sweep import sweep
 
 from tests.support.clients import client_factory
 from tests.support.faults import Faults
+from tests.support.responses import request_params
 from tests.support.seed import ALL_KINDS, inventory, name_expiring, seed, utc
 
 NOW = utc("2026-11-24T22:00:00")
@@ -186,7 +187,7 @@ def test_throttled_calls_are_retried_and_the_sweep_completes(clients):
     ec2, ssm = clients("ec2", REGION), clients("ssm", REGION)
     for operation in ("TerminateInstances", "DeleteKeyPair", "DeleteSecurityGroup", "DescribeKeyPairs"):
         faults.inject(ec2, operation, "RequestLimitExceeded", times=2)
-    faults.inject(ssm, "DeleteParameter", "ThrottlingException", times=2)
+    faults.inject(ssm, "DeleteParameters", "ThrottlingException", times=2)
     sessions = [name_expiring(BASE, -HOUR, NOW) for _ in range(3)]
     for name in sessions:
         seed(clients, REGION, name)
@@ -212,6 +213,42 @@ def test_unauthorized_resource_is_reported_and_the_rest_are_swept(clients):
     assert report["failed"] == [{"name": refused, "error": "UnauthorizedOperation"}]
     assert set(report["deleted"]) == set(others)
     assert inventory(clients, REGION)["key_pair"] == {refused}
+
+
+def test_parameters_go_ten_to_a_call_and_live_and_foreign_ones_stay(clients):
+    expired = [name_expiring(BASE, -HOUR, NOW) for _ in range(25)]
+    others = [name_expiring(BASE, HOUR, NOW) for _ in range(3)] + [name_expiring("someone-else", -HOUR, NOW)]
+    for name in expired + others:
+        seed(clients, REGION, name, kinds=("parameter",))
+    calls = []
+    clients("ssm", REGION).meta.events.register(
+        "before-send.ssm.DeleteParameters", lambda request, **_: calls.append(request_params(request)["Names"])
+    )
+
+    summary = run(clients)
+
+    assert sorted(len(names) for names in calls) == [5, 10, 10]
+    assert deleted(summary)["parameter"] == set(expired)
+    assert inventory(clients, REGION)["parameter"] == set(others)
+
+
+def test_a_refused_parameter_fails_alone_and_the_rest_of_its_call_are_deleted(clients):
+    expired = [name_expiring(BASE, -HOUR, NOW) for _ in range(12)]
+    refused, live = expired[3], name_expiring(BASE, HOUR, NOW)
+    for name in (*expired, live):
+        seed(clients, REGION, name, kinds=("parameter",))
+    path = f"/{refused}/private-key"
+    ssm = clients("ssm", REGION)
+    faults = Faults()
+    faults.inject(ssm, "DeleteParameters", "AccessDeniedException", when=lambda p: path in p["Names"])
+    faults.inject(ssm, "DeleteParameter", "AccessDeniedException", when=lambda p: p["Name"] == path)
+
+    summary = run(clients)
+
+    report = summary["regions"][REGION]["parameter"]
+    assert report["failed"] == [{"name": refused, "error": "AccessDeniedException"}]
+    assert set(report["deleted"]) == set(expired) - {refused}
+    assert inventory(clients, REGION)["parameter"] == {refused, live}
 
 
 def test_max_deletions_stops_cleanly_and_the_next_run_finishes(clients):

@@ -244,14 +244,17 @@ def test_body_over_64_kib_is_413_before_parsing(launcher, look):
     assert inventory(look, REGION) == NOTHING
 
 
-def test_more_live_sessions_than_allowed_is_429(launcher, look):
+def test_more_live_sessions_than_allowed_is_429_and_leaves_nothing_behind(launcher, look):
     launcher.env("MAX_LIVE_SESSIONS", "2")
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
     assert [create(launcher)[0] for _ in range(2)] == [201, 201]
+    before = inventory(look, REGION)
 
-    status, body = create(launcher)
+    status, body = create(launcher, {"instance": True})
 
     assert (status, body["error"]) == (429, "too_many_sessions")
-    assert len(inventory(look, REGION)["key_pair"]) == 2
+    assert "MAX_LIVE_SESSIONS" in body["message"]
+    assert inventory(look, REGION) == before
 
 
 def test_redelivered_request_returns_the_first_answer_and_creates_nothing_new(launcher, look):

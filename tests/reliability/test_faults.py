@@ -36,10 +36,18 @@ GRACE = timedelta(seconds=300)
 NOTHING = {kind: set() for kind in ALL_KINDS}
 DELETES = {
     "instance": ("ec2", "TerminateInstances"),
-    "parameter": ("ssm", "DeleteParameter"),
+    "parameter": ("ssm", "DeleteParameters"),  # ten to a call
     "key_pair": ("ec2", "DeleteKeyPair"),
     "security_group": ("ec2", "DeleteSecurityGroup"),
 }
+
+
+def named(params: dict) -> set[str]:
+    """Every resource a request names: ``KeyName=x`` (EC2) or ``{"Names": [...]}`` (SSM)."""
+    values = params.values()
+    return {str(v) for v in values if not isinstance(v, list)} | {
+        str(n) for v in values if isinstance(v, list) for n in v
+    }
 
 
 def run(clients, now=NOW, time_left=lambda: 900.0, dry_run=False, **env):
@@ -105,7 +113,7 @@ def test_transient_faults_on_every_delete_are_retried_and_every_expired_resource
                 fault,
                 times=1,
                 status=status,
-                when=lambda params, ids=ids: bool(ids & set(map(str, params.values()))),
+                when=lambda params, ids=ids: bool(ids & named(params)),
             )
 
     try:
@@ -163,11 +171,12 @@ def test_resources_deleted_by_someone_else_between_list_and_delete_count_as_dele
     def vanish_parameter(request, **_):
         from tests.support.responses import request_params
 
-        side_ssm.delete_parameter(Name=request_params(request)["Name"])
-        raced.append(request_params(request)["Name"])
+        for name in request_params(request)["Names"]:
+            side_ssm.delete_parameter(Name=name)
+            raced.append(name)
 
     collector("ec2", REGION).meta.events.register("before-send.ec2.DeleteSecurityGroup", vanish_group)
-    collector("ssm", REGION).meta.events.register("before-send.ssm.DeleteParameter", vanish_parameter)
+    collector("ssm", REGION).meta.events.register("before-send.ssm.DeleteParameters", vanish_parameter)
     faults = Faults()
     faults.inject(collector("ec2", REGION), "DeleteKeyPair", "InvalidKeyPair.NotFound", times=2)
 

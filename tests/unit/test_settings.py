@@ -17,6 +17,7 @@ def test_collector_defaults_follow_the_design():
     assert settings.regions == ("eu-west-1",)
     assert (settings.dry_run, settings.grace, settings.max_deletions) == (False, timedelta(seconds=300), 1000)
     assert settings.concurrency == 8
+    assert settings.ec2_delete_rate == 5  # EC2's documented refill per second
 
 
 def test_collector_reports_every_bad_variable_in_one_message():
@@ -28,11 +29,12 @@ def test_collector_reports_every_bad_variable_in_one_message():
                 "DRY_RUN": "yes",
                 "GRACE_SECONDS": "-1",
                 "MAX_DELETIONS": "many",
+                "EC2_DELETE_RATE": "0",
             }
         )
 
     message = str(error.value)
-    for variable in ("SESSION_BASES", "REGIONS", "DRY_RUN", "GRACE_SECONDS", "MAX_DELETIONS"):
+    for variable in ("SESSION_BASES", "REGIONS", "DRY_RUN", "GRACE_SECONDS", "MAX_DELETIONS", "EC2_DELETE_RATE"):
         assert variable in message
     assert "'bad/base'" in message and "mars-north-1" in message
 

@@ -57,11 +57,16 @@ class Kind:
     name: str
     service: str
     not_found: frozenset[str]
+    batch: int = 1  # resources one delete call can take
 
     def pages(self, client, patterns: Iterable[str], tags: Mapping[str, str] = NO_TAGS) -> Iterator[list[Found]]:
         raise NotImplementedError
 
     def delete(self, client, found: Found) -> None:
+        raise NotImplementedError
+
+    def delete_batch(self, client, founds: list[Found]) -> None:
+        """Delete up to ``batch`` resources in one call; any failure fails them all."""
         raise NotImplementedError
 
     def delete_quietly(self, client, found: Found) -> None:
@@ -122,6 +127,10 @@ class _Parameters(Kind):
     def delete(self, client, found):
         client.delete_parameter(Name=found.ident)
 
+    def delete_batch(self, client, founds):
+        # Names already gone come back as InvalidParameters: done, as for one.
+        client.delete_parameters(Names=[found.ident for found in founds])
+
 
 class _KeyPairs(Kind):
     def pages(self, client, patterns, tags=NO_TAGS):
@@ -146,7 +155,8 @@ class _SecurityGroups(Kind):
 
 
 INSTANCES = _Instances("instance", "ec2", frozenset({"InvalidInstanceID.NotFound"}))
-PARAMETERS = _Parameters("parameter", "ssm", frozenset({"ParameterNotFound"}))
+# DeleteParameters takes ten names: a tenth of the calls against SSM's rate limit.
+PARAMETERS = _Parameters("parameter", "ssm", frozenset({"ParameterNotFound"}), batch=10)
 KEY_PAIRS = _KeyPairs("key_pair", "ec2", frozenset({"InvalidKeyPair.NotFound"}))
 SECURITY_GROUPS = _SecurityGroups(
     "security_group", "ec2", frozenset({"InvalidGroup.NotFound", "InvalidGroupId.NotFound"})

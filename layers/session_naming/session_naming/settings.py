@@ -29,6 +29,7 @@ class CollectorSettings:
     grace: timedelta
     max_deletions: int
     concurrency: int
+    ec2_delete_rate: int
     sweep_untagged: bool
 
 
@@ -141,6 +142,7 @@ def load_collector(env: Mapping[str, str] = os.environ) -> CollectorSettings:
         grace=timedelta(seconds=read.integer("GRACE_SECONDS", 300, 0, 86_400)),
         max_deletions=read.integer("MAX_DELETIONS", 1000, 1, 100_000),
         concurrency=read.integer("DELETE_CONCURRENCY", 8, 1, 50),
+        ec2_delete_rate=read.integer("EC2_DELETE_RATE", 5, 1, 1000),
         sweep_untagged=read.boolean("SWEEP_UNTAGGED", False),
     )
     if settings.sweep_untagged and env.get("AWS_LAMBDA_FUNCTION_NAME"):
