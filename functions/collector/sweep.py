@@ -173,20 +173,18 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
 def _delete(kind, client, chunk: list[Found], dry_run: bool, record, budget: Budget, pace) -> None:
     """Delete one resource, or up to ``kind.batch`` in one call; failures are recorded, never raised.
 
-    The budget is taken here, when the call is about to go, not when the work
-    was queued: a queue paced at EC2's rate can outlast the Lambda time left.
+    The budget is taken after the pacer's wait, as the call is about to go:
+    a queue paced at EC2's rate can outlast the Lambda time left.
     """
-    chunk = [found for found in chunk if budget.take()]
-    if not chunk or dry_run:
-        for found in chunk:
-            record(found, "deleted")
-        return
-    if pace:
+    if pace and not dry_run:
         pace()
-    if len(chunk) > 1 and _deleted_together(kind, client, chunk):
+    chunk = [found for found in chunk if budget.take()]
+    if dry_run:
         for found in chunk:
             record(found, "deleted")
         return
+    if len(chunk) > 1:
+        chunk = _delete_together(kind, client, chunk, record)
     for found in chunk:
         try:
             kind.delete_quietly(client, found)
@@ -198,13 +196,21 @@ def _delete(kind, client, chunk: list[Found], dry_run: bool, record, budget: Bud
             record(found, "deleted")
 
 
-def _deleted_together(kind, client, chunk: list[Found]) -> bool:
-    """One call for the chunk. One refused name fails it all: then each is asked alone."""
+def _delete_together(kind, client, chunk: list[Found], record) -> list[Found]:
+    """One call for the chunk; answers what it did not delete, to be asked one by one.
+
+    A batch names what it could not delete without saying why (or fails
+    whole when one name is refused); only a call of its own tells "already
+    gone" (done) from "refused" (failed).
+    """
     try:
-        kind.delete_batch(client, chunk)
+        done = kind.delete_batch(client, chunk)
     except Exception:
-        return False
-    return True
+        return chunk
+    for found in chunk:
+        if found.ident in done:
+            record(found, "deleted")
+    return [found for found in chunk if found.ident not in done]
 
 
 def summarise(reports: dict[str, RegionReport], cut_short: str | None, dry_run: bool) -> dict:

@@ -56,15 +56,22 @@ def create_session(
     ingress_cidrs: tuple[str, ...] = (),
     instance: bool = False,
     extra_tags: dict[str, str] | None = None,
+    count_first: bool = False,
 ) -> dict:
     """Make a session's resources, or none of them.
 
     The live-session count runs beside the key pair and group rather than
-    before them: a round trip less on every create (bench/, issue 6), paid
-    for by a rollback on the rare create over the limit. The instance, the
-    costly part, starts only once the count has allowed it.
+    before them: a round trip less on every create (bench/, issue 6). The
+    instance, the costly part, starts only once the count has allowed it. A
+    create that finds the base full rolls back and tries once more, counting
+    first: two creates racing for the last slot would otherwise each count
+    the other's half-made session and both refuse.
     """
     ec2, ssm = clients("ec2", settings.region), clients("ssm", settings.region)
+    if count_first and live_sessions(ec2, base, now, besides="") >= settings.max_live_sessions:
+        raise TooManySessions(
+            f"base {base!r} has {settings.max_live_sessions} live sessions (MAX_LIVE_SESSIONS): release one first"
+        )
     name = SessionName.make(base, lifetime, now)
     made: list[Found] = []
 
@@ -100,23 +107,21 @@ def create_session(
             ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[ssh_from(ingress_cidrs)])
         return {"name": name, "id": group}
 
+    instances = []
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:  # none waits for another
-            others = pool.submit(live_sessions, ec2, base, now, name)
+            others = None if count_first else pool.submit(live_sessions, ec2, base, now, name)
             key_future, group_future = pool.submit(key_pair), pool.submit(security_group)
         key, group = key_future.result(), group_future.result()
-        if others.result() >= settings.max_live_sessions:
-            rollback(clients, settings.region, made)  # what escapes is tagged: the collector's at expiry
-            raise TooManySessions(
-                f"base {base!r} has {settings.max_live_sessions} live sessions (MAX_LIVE_SESSIONS): release one first"
-            )
-        instances = []
-        if instance:
+        full = others is not None and others.result() >= settings.max_live_sessions
+        if instance and not full:
             instances = [run_instance(ec2, settings, name, group["id"], extra_tags, made)]
-    except TooManySessions:
-        raise
     except Exception as error:
         raise LaunchFailed(error_code(error), rollback(clients, settings.region, made)) from error
+    if full:
+        rollback(clients, settings.region, made)  # what escapes is tagged: the collector's at expiry
+        again = dict(public_key=public_key, ingress_cidrs=ingress_cidrs, instance=instance, extra_tags=extra_tags)
+        return create_session(clients, settings, base, lifetime, now, **again, count_first=True)
     return {
         "session": name,
         "expires_at": name.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -14,9 +14,11 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+from launch import create_session
 from session_naming import SessionName
-from session_naming.settings import load_collector
+from session_naming.settings import load_collector, load_launcher
 from sweep import sweep
+from webhook import TooManySessions
 
 from tests.reliability.tally import TALLY
 from tests.support.clients import client_factory
@@ -149,3 +151,41 @@ def test_the_old_static_name_leaves_at_most_one_of_twenty_concurrent_jobs_unharm
     # had theirs deleted under them by a later job, or failed on a duplicate.
     assert len(results) == JOBS and len(surviving_keys) == 1
     assert len(unharmed) <= 1
+
+
+def test_two_creates_racing_for_the_last_slot_do_not_both_refuse(aws):
+    """Each create's count is held until both racers' key pairs exist, so each sees the
+    other's half-made session and finds the base full; the retry that counts first lets
+    at least one through, and nothing either made is left behind."""
+    clients = client_factory()
+    settings = load_launcher(
+        {"AWS_REGION": REGION, "MAX_LIVE_SESSIONS": "2", "WEBHOOK_SECRET_ARN": "arn:secret", "IDEMPOTENCY_TABLE": "t"}
+    )
+    now = datetime.now(UTC)
+    first = create_session(clients, settings, BASE, timedelta(hours=1), now)["session"]
+    both_made, keys = threading.Event(), []
+
+    def key_made(**_):
+        keys.append(1)
+        if len(keys) == 2:
+            both_made.set()
+
+    ec2 = clients("ec2", REGION)
+    ec2.meta.events.register("after-call.ec2.CreateKeyPair", key_made)
+    ec2.meta.events.register("before-send.ec2.DescribeKeyPairs", lambda **_: both_made.wait(timeout=30) and None)
+    answers = []
+
+    def racer():
+        try:
+            answers.append(create_session(clients, settings, BASE, timedelta(hours=1), now)["session"])
+        except TooManySessions:
+            answers.append(429)
+
+    errors = run_together([racer, racer])
+
+    assert errors == []
+    assert both_made.is_set() and len(keys) >= 3  # both counted while both were half-made, then retried
+    created = [a for a in answers if a != 429]
+    assert created, "both creates refused though one slot was free"
+    have = inventory(clients, REGION)
+    assert have["key_pair"] == have["security_group"] == {first, *created}

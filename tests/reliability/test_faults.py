@@ -26,6 +26,7 @@ from tests.support.clients import client_factory
 from tests.support.faults import Faults
 from tests.support.function_url import url_event
 from tests.support.handlers import LambdaContext, load_handler
+from tests.support.responses import request_params
 from tests.support.seed import ALL_KINDS, inventory, name_expiring, seed, utc
 from tests.support.stack import REGION, make_launch_template
 
@@ -149,8 +150,9 @@ def test_dependency_violation_on_a_group_keeps_it_in_use_and_the_next_run_delete
 
 def test_resources_deleted_by_someone_else_between_list_and_delete_count_as_deleted(collector, look):
     """Groups and parameters are removed out of band just before the collector's own call
-    (moto then answers InvalidGroup.NotFound / ParameterNotFound); key pairs are answered
-    InvalidKeyPair.NotFound by injection (moto deletes a missing key pair quietly)."""
+    (moto then answers InvalidGroup.NotFound, or lists the parameters as InvalidParameters,
+    which the collector asks about one by one and meets ParameterNotFound); key pairs are
+    answered InvalidKeyPair.NotFound by injection (moto deletes a missing key pair quietly)."""
     sessions = [name_expiring(BASE, -HOUR * (i + 1), NOW) for i in range(2)]
     live = name_expiring(BASE, HOUR, NOW)
     three = ("parameter", "key_pair", "security_group")
@@ -161,22 +163,22 @@ def test_resources_deleted_by_someone_else_between_list_and_delete_count_as_dele
     raced = []
 
     def vanish_group(request, **_):
-        from tests.support.responses import request_params
-
         group = request_params(request).get("GroupId")
         if group:
             side_ec2.delete_security_group(GroupId=group)
             raced.append(group)
 
     def vanish_parameter(request, **_):
-        from tests.support.responses import request_params
-
         for name in request_params(request)["Names"]:
             side_ssm.delete_parameter(Name=name)
             raced.append(name)
 
     collector("ec2", REGION).meta.events.register("before-send.ec2.DeleteSecurityGroup", vanish_group)
     collector("ssm", REGION).meta.events.register("before-send.ssm.DeleteParameters", vanish_parameter)
+    asked_alone = []
+    collector("ssm", REGION).meta.events.register(
+        "before-send.ssm.DeleteParameter", lambda request, **_: asked_alone.append(request_params(request)["Name"])
+    )
     faults = Faults()
     faults.inject(collector("ec2", REGION), "DeleteKeyPair", "InvalidKeyPair.NotFound", times=2)
 
@@ -184,6 +186,7 @@ def test_resources_deleted_by_someone_else_between_list_and_delete_count_as_dele
     TALLY.add(faults=faults.total + len(raced), examples=1)
 
     assert len(raced) == 4 and faults.total == 2
+    assert sorted(asked_alone) == sorted(f"/{name}/private-key" for name in sessions)
     assert summary["totals"]["failed"] == 0, summary
     assert deleted(summary) == {kind: set(sessions) for kind in three} | {"instance": set()}
     have = inventory(look, REGION)

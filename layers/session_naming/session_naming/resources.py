@@ -65,8 +65,8 @@ class Kind:
     def delete(self, client, found: Found) -> None:
         raise NotImplementedError
 
-    def delete_batch(self, client, founds: list[Found]) -> None:
-        """Delete up to ``batch`` resources in one call; any failure fails them all."""
+    def delete_batch(self, client, founds: list[Found]) -> set[str]:
+        """Delete up to ``batch`` resources in one call; answer the identifiers it deleted."""
         raise NotImplementedError
 
     def delete_quietly(self, client, found: Found) -> None:
@@ -128,8 +128,8 @@ class _Parameters(Kind):
         client.delete_parameter(Name=found.ident)
 
     def delete_batch(self, client, founds):
-        # Names already gone come back as InvalidParameters: done, as for one.
-        client.delete_parameters(Names=[found.ident for found in founds])
+        answer = client.delete_parameters(Names=[found.ident for found in founds])
+        return set(answer.get("DeletedParameters", ()))
 
 
 class _KeyPairs(Kind):
