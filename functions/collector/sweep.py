@@ -176,6 +176,8 @@ def _delete(kind, client, chunk: list[Found], dry_run: bool, record, budget: Bud
     The budget is taken after the pacer's wait, as the call is about to go:
     a queue paced at EC2's rate can outlast the Lambda time left.
     """
+    if budget.cut_short:  # the run is over: wait for no token it will not use
+        return
     if pace and not dry_run:
         pace()
     chunk = [found for found in chunk if budget.take()]

@@ -56,7 +56,7 @@ def create_session(
     ingress_cidrs: tuple[str, ...] = (),
     instance: bool = False,
     extra_tags: dict[str, str] | None = None,
-    count_first: bool = False,
+    retry_of: str | None = None,
 ) -> dict:
     """Make a session's resources, or none of them.
 
@@ -65,10 +65,12 @@ def create_session(
     instance, the costly part, starts only once the count has allowed it. A
     create that finds the base full rolls back and tries once more, counting
     first: two creates racing for the last slot would otherwise each count
-    the other's half-made session and both refuse.
+    the other's half-made session and both refuse. ``retry_of`` names the
+    rolled-back attempt, which the retry does not count (its rollback may
+    have failed, or EC2's listing may lag behind the delete).
     """
     ec2, ssm = clients("ec2", settings.region), clients("ssm", settings.region)
-    if count_first and live_sessions(ec2, base, now, besides="") >= settings.max_live_sessions:
+    if retry_of and live_sessions(ec2, base, now, besides=retry_of) >= settings.max_live_sessions:
         raise TooManySessions(
             f"base {base!r} has {settings.max_live_sessions} live sessions (MAX_LIVE_SESSIONS): release one first"
         )
@@ -110,7 +112,7 @@ def create_session(
     instances = []
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:  # none waits for another
-            others = None if count_first else pool.submit(live_sessions, ec2, base, now, name)
+            others = None if retry_of else pool.submit(live_sessions, ec2, base, now, name)
             key_future, group_future = pool.submit(key_pair), pool.submit(security_group)
         key, group = key_future.result(), group_future.result()
         full = others is not None and others.result() >= settings.max_live_sessions
@@ -121,7 +123,7 @@ def create_session(
     if full:
         rollback(clients, settings.region, made)  # what escapes is tagged: the collector's at expiry
         again = dict(public_key=public_key, ingress_cidrs=ingress_cidrs, instance=instance, extra_tags=extra_tags)
-        return create_session(clients, settings, base, lifetime, now, **again, count_first=True)
+        return create_session(clients, settings, base, lifetime, now, **again, retry_of=name)
     return {
         "session": name,
         "expires_at": name.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -6,6 +6,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from pacing import Pacer
 from session_naming.settings import load_collector
 from sweep import sweep
 
@@ -263,6 +264,26 @@ def test_max_deletions_stops_cleanly_and_the_next_run_finishes(clients):
     assert second["cut_short"] is None
     assert second["totals"]["deleted"] == 2
     assert inventory(clients, REGION)["security_group"] == set()
+
+
+def test_a_run_cut_short_waits_for_no_more_ec2_tokens(clients, monkeypatch):
+    # Paced at EC2's rate, thousands of queued deletions would otherwise wait out their turns unused.
+    waits = []
+
+    class CountingPacer(Pacer):
+        def wait(self):
+            waits.append(1)
+            super().wait()
+
+    monkeypatch.setattr("sweep.Pacer", CountingPacer)
+    for _ in range(30):
+        seed(clients, REGION, name_expiring(BASE, -HOUR, NOW), kinds=("key_pair",))
+
+    summary = run(clients, MAX_DELETIONS="2", DELETE_CONCURRENCY="4")
+
+    assert summary["cut_short"] == "max-deletions"
+    assert summary["totals"]["deleted"] == 2
+    assert len(waits) <= 2 + 1 + 4  # the two deletions, the one that found the budget spent, the workers in flight
 
 
 def test_running_out_of_lambda_time_stops_cleanly_and_the_next_run_finishes(clients):
