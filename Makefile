@@ -16,7 +16,7 @@ EVENT ?= events/collector-dry-run.json
 ENV_VARS ?=
 SECRET ?=
 
-.PHONY: help install demo test unit lint template-check build invoke sign deploy delete soak bench clean
+.PHONY: help install demo test suite lint template-check build invoke sign deploy delete soak bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -45,9 +45,11 @@ demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded mot
 	$(PY) tools/demo.py
 
 test: ## Whole suite, lint, template checks, build and smoke test of the built artifact
-	$(MAKE) --no-print-directory -j3 install  # the three environments install side by side
+	@# The suite starts once its environment is ready, while the others install and the template is checked.
+	$(MAKE) --no-print-directory -j3 --output-sync=target suite lint template-check
+
+suite: $(VENV)/.installed ## pytest alone: unit, integration, template, reliability
 	$(PY) -m pytest
-	$(MAKE) --no-print-directory lint template-check
 
 lint: $(VENV)/.installed ## ruff check and format check
 	$(VENV)/bin/ruff check .
