@@ -28,8 +28,6 @@ from throttle import MUTATING
 
 from tests.support.seed import inventory
 
-EC2_DELETES = ("DeleteKeyPair", "DeleteSecurityGroup", "TerminateInstances")
-
 
 def minimum_calls(regions, listing: Counter) -> Counter:
     """The fewest calls a correct sweep can make: ``listing`` (one minimal listing of

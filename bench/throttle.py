@@ -32,6 +32,8 @@ READ_PREFIXES = ("Describe", "Get", "List")
 
 
 class Bucket:
+    # The collector's pacing.Pacer is a token bucket too; this one stays apart on
+    # purpose: the model of AWS must not share code with what it measures.
     def __init__(self, burst: int, rate: float):
         self.burst, self.rate = burst, rate
         self.tokens, self.stamp = float(burst), time.monotonic()

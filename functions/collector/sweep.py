@@ -36,9 +36,9 @@ TIME_RESERVE_SECONDS = 10.0
 class Budget:
     """Deletions and time left for this run, shared by every region's threads."""
 
-    def __init__(self, max_deletions: int, time_left: Callable[[], float]):
+    def __init__(self, max_deletions: int, time_left: Callable[[], float], reserve: float = TIME_RESERVE_SECONDS):
         self._left = max_deletions
-        self._time_left = time_left
+        self._time_left, self._reserve = time_left, reserve
         self._lock = threading.Lock()
         self.cut_short: str | None = None
 
@@ -46,7 +46,7 @@ class Budget:
         with self._lock:
             if self.cut_short is None and self._left <= 0:
                 self.cut_short = "max-deletions"
-            elif self.cut_short is None and self._time_left() < TIME_RESERVE_SECONDS:
+            elif self.cut_short is None and self._time_left() < self._reserve:
                 self.cut_short = "time"
             if self.cut_short:
                 return False
@@ -88,7 +88,10 @@ def sweep(
     on_outcome: Callable[[str, Found, str, str | None], None] = lambda *_: None,
 ) -> dict:
     """Sweep every configured region; answer the JSON summary of DESIGN.md."""
-    budget = Budget(settings.max_deletions, time_left)
+    # A worker waits for EC2's pacer before it takes from the budget, at most
+    # one turn per worker in flight: the time reserve covers that wait too.
+    paced = settings.concurrency / settings.ec2_delete_rate
+    budget = Budget(settings.max_deletions, time_left, TIME_RESERVE_SECONDS + paced)
     with ThreadPoolExecutor(max_workers=len(settings.regions)) as pool:
         work = {
             region: pool.submit(sweep_region, clients, region, settings, now, budget, dry_run, on_outcome)

@@ -300,6 +300,18 @@ def test_running_out_of_lambda_time_stops_cleanly_and_the_next_run_finishes(clie
     assert inventory(clients, REGION)["key_pair"] == set()
 
 
+def test_time_reserve_covers_the_longest_wait_for_an_ec2_token(clients):
+    # 50 workers at 1 token a second: the last may sleep 50 s before its call, past a 10 s reserve.
+    for _ in range(3):
+        seed(clients, REGION, name_expiring(BASE, -HOUR, NOW), kinds=("key_pair",))
+
+    slow = run(clients, time_left=lambda: 30.0, DELETE_CONCURRENCY="50", EC2_DELETE_RATE="1")
+    paced = run(clients, time_left=lambda: 30.0)  # 8 workers at 5 a second: 11.6 s is enough
+
+    assert (slow["cut_short"], slow["totals"]["deleted"]) == ("time", 0)
+    assert (paced["cut_short"], paced["totals"]["deleted"]) == (None, 3)
+
+
 def test_collector_sweeps_every_configured_region_in_one_run(clients):
     regions = ("us-east-1", "eu-west-1", "ap-southeast-2")
     names = {region: name_expiring(BASE, -HOUR, NOW) for region in regions}
