@@ -16,7 +16,7 @@ from tools.lambda_runtime import LambdaContext  # noqa: F401 (the suites' contex
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+PAYLOADS = ROOT / "tests" / "events"
 
 
 def load_handler(function: str):
@@ -30,5 +30,5 @@ def load_event(name: str) -> dict:
 
 
 def load_fixture(path: str) -> bytes:
-    """A real payload from ``../shared/fixtures/`` as raw bytes (signatures cover bytes)."""
-    return (FIXTURES / path).read_bytes()
+    """A real payload from ``tests/events/`` (each folder says its source) as raw bytes: signatures cover bytes."""
+    return (PAYLOADS / path).read_bytes()
