@@ -79,3 +79,39 @@ def test_secret_values_never_appear_in_configuration_errors():
 def test_bases_that_ssm_reserves_are_refused():
     with pytest.raises(ConfigError, match="'aws-tests'"):
         load_collector({"AWS_REGION": "us-east-1", "SESSION_BASES": "aws-tests"})
+
+
+def test_github_settings_default_to_no_app_and_the_public_api():
+    github = load_launcher(LAUNCHER).github
+
+    assert github.app_secret_arn is None
+    assert (github.api_url, github.runner_scope, github.runner_group_id) == ("https://api.github.com", "repo", 1)
+    assert github.allows("Anyone/Anything")
+
+
+def test_github_allow_list_compares_owner_and_repository_in_any_letter_case():
+    github = load_collector(
+        {"AWS_REGION": "us-east-1", "GITHUB_REPOSITORIES": "Codertocat/Hello-World, octo-org/*"}
+    ).github
+
+    assert github.allows("codertocat/hello-world") and github.allows("CODERTOCAT/HELLO-WORLD")
+    assert github.allows("Octo-Org/anything")
+    assert not github.allows("codertocat/other") and not github.allows("octo-org-2/x")
+
+
+def test_bad_github_settings_are_named_without_their_values():
+    with pytest.raises(ConfigError) as error:
+        load_launcher(
+            {
+                **LAUNCHER,
+                "GITHUB_API_URL": "ftp://example",
+                "GITHUB_RUNNER_SCOPE": "enterprise",
+                "GITHUB_RUNNER_GROUP_ID": "zero",
+                "GITHUB_REPOSITORIES": "no-slash-here",
+            }
+        )
+
+    message = str(error.value)
+    for variable in ("GITHUB_API_URL", "GITHUB_RUNNER_SCOPE", "GITHUB_RUNNER_GROUP_ID", "GITHUB_REPOSITORIES"):
+        assert variable in message
+    assert "no-slash-here" not in message

@@ -9,6 +9,7 @@ launcher reads its webhook secret through Powertools Parameters.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,9 +17,34 @@ from functools import cache
 
 from session_naming.name import _BASE
 
+_REPOSITORY = re.compile(r"[a-z0-9._-]{1,100}/([a-z0-9._-]{1,100}|\*)", re.ASCII)
+
 
 class ConfigError(ValueError):
     """A configuration variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    """Where JIT runners are registered, for the launcher and the collector alike.
+
+    ``app_secret_arn`` is ``None`` when no GitHub App is configured: the
+    launcher then makes sessions without runners, and the collector has no
+    registrations to clean. The App's private key itself is never read here.
+    """
+
+    app_secret_arn: str | None
+    api_url: str
+    runner_scope: str  # "repo" or "org"
+    runner_group_id: int
+    repositories: tuple[str, ...]  # lower-case "owner/repo" or "owner/*"; empty: any repository
+
+    def allows(self, full_name: str) -> bool:
+        """Is ``owner/repo`` in the allow-list? GitHub compares names in any letter case."""
+        if not self.repositories:
+            return True
+        owner, _, _ = full_name.lower().partition("/")
+        return full_name.lower() in self.repositories or f"{owner}/*" in self.repositories
 
 
 @dataclass(frozen=True)
@@ -31,6 +57,7 @@ class CollectorSettings:
     concurrency: int
     ec2_delete_rate: int
     sweep_untagged: bool
+    github: GitHubSettings
 
 
 @dataclass(frozen=True)
@@ -47,6 +74,7 @@ class LauncherSettings:
     webhook_secret_arn: str
     idempotency_table: str
     max_body_bytes: int
+    github: GitHubSettings
 
 
 class _Reader:
@@ -111,6 +139,31 @@ class _Reader:
             self.problems.append(f"{name} names unknown region(s): {', '.join(map(repr, unknown))}")
         return regions
 
+    def github(self) -> GitHubSettings:
+        api_url = self.raw("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+        if not api_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            self.problems.append(
+                "GITHUB_API_URL must be an https:// URL (GitHub Enterprise Server: https://HOST/api/v3)"
+            )
+        scope = self.raw("GITHUB_RUNNER_SCOPE", "repo")
+        if scope not in ("repo", "org"):
+            self.problems.append("GITHUB_RUNNER_SCOPE must be 'repo' or 'org'")
+        entries = (part.strip().lower() for part in self.raw("GITHUB_REPOSITORIES", "").split(","))
+        repositories = tuple(dict.fromkeys(entry for entry in entries if entry))
+        bad = [r for r in repositories if not _REPOSITORY.fullmatch(r)]
+        if bad:
+            self.problems.append(
+                "GITHUB_REPOSITORIES must be comma-separated 'owner/repo' or 'owner/*' entries "
+                f"(letters, digits, '.', '_', '-'); {len(bad)} entry(ies) are not"
+            )
+        return GitHubSettings(
+            app_secret_arn=self.raw("GITHUB_APP_SECRET_ARN"),
+            api_url=api_url,
+            runner_scope=scope,
+            runner_group_id=self.integer("GITHUB_RUNNER_GROUP_ID", 1, 1, 2**31 - 1),
+            repositories=repositories,
+        )
+
     def done(self):
         if self.problems:
             raise ConfigError("configuration error: " + "; ".join(self.problems))
@@ -144,6 +197,7 @@ def load_collector(env: Mapping[str, str] = os.environ) -> CollectorSettings:
         concurrency=read.integer("DELETE_CONCURRENCY", 8, 1, 50),
         ec2_delete_rate=read.integer("EC2_DELETE_RATE", 5, 1, 1000),
         sweep_untagged=read.boolean("SWEEP_UNTAGGED", False),
+        github=read.github(),
     )
     if settings.sweep_untagged and env.get("AWS_LAMBDA_FUNCTION_NAME"):
         read.problems.append(
@@ -177,6 +231,7 @@ def load_launcher(env: Mapping[str, str] = os.environ) -> LauncherSettings:
         webhook_secret_arn=read.required("WEBHOOK_SECRET_ARN"),
         idempotency_table=read.required("IDEMPOTENCY_TABLE"),
         max_body_bytes=read.integer("MAX_BODY_BYTES", 65_536, 1_024, 1_048_576),
+        github=read.github(),
     )
     read.done()
     return settings

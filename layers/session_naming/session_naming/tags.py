@@ -15,6 +15,8 @@ SESSION_TAG = "ec2-sessions:session"
 EXPIRES_TAG = "ec2-sessions:expires"
 KEEP_TAG = "ec2-sessions:keep"
 GITHUB_JOB_TAG = "ec2-sessions:github-job"
+GITHUB_RUNNER_TAG = "ec2-sessions:github-runner"
+GITLAB_JOB_TAG = "ec2-sessions:gitlab-job"
 
 
 def session_tags(name: SessionName, extra: Mapping[str, str] | None = None) -> list[dict[str, str]]:
@@ -28,6 +30,11 @@ def tag_specifications(
 ) -> list[dict]:
     """``TagSpecifications`` for an EC2 create call, one entry per resource type."""
     return [{"ResourceType": kind, "Tags": session_tags(name, extra)} for kind in resource_types]
+
+
+def keeps(tags: Mapping[str, str] | None) -> bool:
+    """True when the tags hold ``ec2-sessions:keep=true`` in any letter case: one rule for every kind."""
+    return bool(tags) and str(tags.get(KEEP_TAG, "")).strip().lower() == "true"
 
 
 def tags_of(resource: Mapping) -> dict[str, str]:
