@@ -34,11 +34,12 @@ from tools.local_stack import make_launcher_stack  # noqa: E402
 from tools.report import summary_table  # noqa: E402
 from tools.sign import resign  # noqa: E402
 
-SECRET = "demo-webhook-secret-not-for-production-0123"  # noqa: S105 (the demo's own moto secret)
+SECRET = "DemoWebhookSecretNotForProduction0123456789abcde"  # noqa: S105 (the demo's own moto secret)
 REGION = "us-east-1"
 
 
 def event(name: str, body: dict | None = None, path: str | None = None) -> dict:
+    """A sample event from events/ with another body or path, signed afresh (both schemes on /sessions)."""
     sample = json.loads((ROOT / "events" / name).read_text())
     if body is not None:
         sample["body"] = json.dumps(body)
@@ -89,7 +90,10 @@ def demo() -> int:
     print("2. Two sessions launched 'seven hours ago' with a six-hour lifetime (now expired); one of them kept")
     settings = load_launcher()
     long_ago = datetime.now(UTC) - timedelta(hours=7)
-    old = [create_session(clients.client, settings, "ec2-test-runner", timedelta(hours=6), long_ago) for _ in range(2)]
+    six_hours = timedelta(hours=6)
+    old = [
+        create_session(clients.client, settings, "ec2-test-runner", six_hours, long_ago, slots=None) for _ in range(2)
+    ]
     ec2 = boto3.client("ec2", region_name=REGION)
     ec2.create_tags(Resources=[old[1]["security_group"]["id"]], Tags=[{"Key": KEEP_TAG, "Value": "true"}])
     for body in old:
@@ -112,7 +116,8 @@ def demo() -> int:
 
     print("\n5. Release a live session now: DELETE /sessions/<name>")
     name = created[0]["session"]
-    response = invoke("launcher", event("launcher-release-session.json", path=f"/sessions/{name}"), launcher_env)
+    release = event("launcher-release-session.json", {"session": name}, path=f"/sessions/{name}")
+    response = invoke("launcher", release, launcher_env)
     print(f"   {response['statusCode']}  deleted {json.loads(response['body'])['deleted']}")
 
     left = sorted(k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"])

@@ -1,4 +1,11 @@
-"""Re-sign a launcher event's body in place, so users can edit bodies: ``make sign EVENT=... SECRET=...``."""
+"""Sign a launcher event's body in place, so users can edit bodies: ``make sign EVENT=... SECRET=...``.
+
+Signs the way the event's route accepts: ``/github`` with GitHub's
+``X-Hub-Signature-256``; ``/gitlab`` with Standard Webhooks headers;
+``/sessions`` with both (each present scheme must verify). A Standard
+Webhooks signature carries a timestamp and is accepted for five minutes
+only: sign just before you invoke.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +13,46 @@ import argparse
 import base64
 import json
 import sys
+import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "functions" / "launcher"))
-from webhook import sign  # noqa: E402
+from signatures import github_signature, standard_signature  # noqa: E402
+
+SIGNATURE_HEADERS = ("x-hub-signature-256", "webhook-id", "webhook-timestamp", "webhook-signature", "x-gitlab-token")
 
 
-def resign(event: dict, secret: str) -> dict:
+def resign(event: dict, secret: str, now: float | None = None) -> dict:
+    """``event`` with its signature headers replaced by fresh ones over its exact body bytes."""
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
-    event.setdefault("headers", {})["x-hub-signature-256"] = sign(raw, secret)
+    headers = {k: v for k, v in event.get("headers", {}).items() if k.lower() not in SIGNATURE_HEADERS}
+    path = event.get("rawPath", "")
+    if path != "/gitlab":
+        headers["x-hub-signature-256"] = github_signature(raw, secret)
+    if path != "/github":
+        msg_id, stamp = f"msg_{uuid.uuid4().hex}", int(time.time() if now is None else now)
+        headers.update(
+            {
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": standard_signature(msg_id, stamp, raw, secret),
+            }
+        )
+    event["headers"] = headers
     return event
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("event", type=Path)
     parser.add_argument("--secret", required=True)
     args = parser.parse_args(argv)
     event = resign(json.loads(args.event.read_text()), args.secret)
     args.event.write_text(json.dumps(event, indent=2) + "\n")
-    print(f"{args.event}: x-hub-signature-256 = {event['headers']['x-hub-signature-256']}")
+    signed = sorted(k for k in event["headers"] if k in SIGNATURE_HEADERS)
+    print(f"{args.event}: signed ({', '.join(signed)})")
     return 0
 
 

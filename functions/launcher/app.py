@@ -1,43 +1,50 @@
-"""Launcher handler: read and authenticate the request, route it, answer JSON.
+"""Launcher handler: one resolver, one request path, one error path.
 
-Nothing is parsed and no resource is touched before the signature over the
-raw body checks out. Domain errors map to the status codes of DESIGN.md; any
-other failure is a generic 500 whose details go to the log as an error code.
+Every request goes through two middlewares before its route: the first
+reads the raw bytes (bounded in size) and checks the route's signature
+schemes before anything is parsed or any AWS resource is touched; the second
+answers a repeated delivery id with the first answer. Routes parse their
+body, call the domain, answer. Domain and HTTP errors map to status codes
+in ``refused``; anything else is a 500 whose only detail, an error code,
+goes to the log.
 """
 
 from __future__ import annotations
 
+import time
+import warnings
 from datetime import UTC, datetime
 from functools import cache
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response, content_types
-from launch import LaunchFailed, create_session, find_github_session, release_session
-from once import answer_once
-from session_naming import GITHUB_JOB_TAG, SessionName, clients
-from session_naming.settings import ConfigError, load_launcher
-from webhook import HttpError, NotFound, read_request, verify_signature
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from errors import DomainError, JobBusy, JobOver, LaunchFailed, SessionKept, SessionNotFound, TooManySessions
+from http_errors import BadRequest, HttpError, NotFound
+from request import Request, delivery_key, read_request, routable
+from session_naming import clients
+from session_naming.settings import LauncherSettings, load_launcher
+from signatures import SecretNotBase64, authenticate
 
 SECRET_MAX_AGE_SECONDS = 300  # a rotated secret is picked up within five minutes
+SCHEMES = {"/github": ("github",), "/gitlab": ("gitlab", "standard")}  # every other route: github or standard
+# Domain refusals as HTTP: status and stable error code.
+STATUS: dict[type[DomainError], tuple[int, str]] = {
+    SessionNotFound: (404, "not_found"),
+    SessionKept: (409, "kept"),
+    JobOver: (409, "job_over"),
+    JobBusy: (409, "conflict"),
+    TooManySessions: (429, "too_many_sessions"),
+}
+UNROUTABLE = "ec2SessionsUnroutable"  # marks the stand-in for an event the resolver cannot route
 
 logger = Logger()
+metrics = Metrics()
+# Refusals publish their own metric (with a status dimension); an invocation with nothing else is normal.
+warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 app = LambdaFunctionUrlResolver()
-
-
-@logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event, context):
-    try:
-        settings = load_launcher()
-        request = read_request(event, settings.max_body_bytes)
-        verify_signature(request.body, request.headers.get("x-hub-signature-256"), webhook_secret(settings))
-    except HttpError as error:
-        logger.info("request refused", extra={"status": error.status, "error": error.code})
-        return http_answer(error.status, error.body())
-    except ConfigError as error:
-        logger.error("configuration error", extra={"problem": str(error)})
-        return http_answer(500, {"error": "internal", "message": "the launcher is misconfigured; see its logs"})
-    app.append_context(settings=settings, request=request, lambda_context=context)
-    return app.resolve(event, context)
 
 
 @cache
@@ -47,102 +54,136 @@ def _secrets(client):
     return SecretsProvider(boto3_client=client)
 
 
-def webhook_secret(settings) -> str:
+def webhook_secret(settings: LauncherSettings) -> str:
     client = clients.client("secretsmanager", settings.region)
     return _secrets(client).get(settings.webhook_secret_arn, max_age=SECRET_MAX_AGE_SECONDS)
 
 
-def once(produce):
-    ctx = app.context
-    return answer_once(
-        ctx["request"], ctx["settings"].idempotency_table, ctx["settings"].region, ctx["lambda_context"], produce
-    )
+def current() -> tuple[LauncherSettings, Request]:
+    """The settings and this request's raw bytes, read from the resolver's own event.
+
+    Not ``decoded_body``: it decodes base64 to text, so a binary body would fail
+    before its signature could be checked, and signatures cover bytes.
+    """
+    settings = load_launcher()
+    return settings, read_request(app.current_event.raw_event, settings.max_body_bytes)
+
+
+def authenticated(app: LambdaFunctionUrlResolver, next_middleware: NextMiddleware) -> Response:
+    if app.current_event.raw_event.get(UNROUTABLE):
+        raise BadRequest("event must be a Lambda Function URL request: requestContext.http.method, rawPath, headers")
+    settings, request = current()
+    logger.append_keys(delivery=delivery_key(request.method, request.path, request.headers))
+    schemes = SCHEMES.get(request.path, ("github", "standard"))
+    try:
+        authenticate(request.headers, request.body, webhook_secret(settings), schemes, time.time())
+    except SecretNotBase64:
+        logger.warning("configuration: the webhook secret is not base64, so Standard Webhooks cannot verify")
+        raise
+    return next_middleware(app)
+
+
+def once(app: LambdaFunctionUrlResolver, next_middleware: NextMiddleware) -> Response:
+    settings, request = current()
+    key = delivery_key(request.method, request.path, request.headers)
+    if key is None:
+        return next_middleware(app)
+    from once import answer_once
+
+    def produce() -> dict:
+        try:
+            response = next_middleware(app)
+        except (HttpError, DomainError) as error:
+            response = refused(error)
+        return {"status": response.status_code, "body": response.body}
+
+    stored = answer_once(key, request.body, app.lambda_context, produce)
+    return json_response(stored["status"], stored["body"])
+
+
+app.use(middlewares=[authenticated, once])
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if routable(event):  # a Function URL's stage is always $default; the resolver strips any other from the path
+        event = {**event, "requestContext": {**event["requestContext"], "stage": "$default"}}
+    else:  # the resolver needs a method and a path; the middleware answers the 400
+        event = {"rawPath": "/", "requestContext": {"http": {"method": "GET"}, "stage": "$default"}, UNROUTABLE: True}
+    return app.resolve(event, context)
 
 
 @app.post("/sessions")
-def post_session():
-    from payloads import session_request
+def post_session() -> Response:
+    from sessions import create
 
-    settings = app.context["settings"]
-    base, lifetime, body = session_request(app.context["request"].body, settings)
-    answer = once(
-        lambda: create_session(
-            clients.client,
-            settings,
-            base,
-            lifetime,
-            datetime.now(UTC),
-            public_key=body.public_key,
-            ingress_cidrs=tuple(body.ingress_cidrs),
-            instance=body.instance,
-        )
-    )
-    return created(answer)
+    settings, request = current()
+    return created(create(settings, request.body, datetime.now(UTC)))
 
 
 @app.delete("/sessions/<base>/<expires>/<token>")
-def delete_session(base: str, expires: str, token: str):
-    settings = app.context["settings"]
-    name = SessionName.parse(f"{base}/{expires}/{token}")
-    if name is None or name.base not in settings.session_bases:
-        raise NotFound(f"{base}/{expires}/{token} is not a session of this stack")
-    return released(once(lambda: release_session(clients.client, settings, name)))
+def delete_session(base: str, expires: str, token: str) -> Response:
+    from sessions import release
+
+    settings, request = current()
+    return released(release(settings, f"{base}/{expires}/{token}", request.body))
 
 
 @app.post("/github")
-def github():
-    from payloads import WorkflowJobDelivery, parse_body
+def github() -> Response:
+    from github_jobs import handle
 
-    settings, request = app.context["settings"], app.context["request"]
-    event = request.headers.get("x-github-event", "")
-    if event == "ping":
-        return json_response(200, {"ok": True})
-    if event != "workflow_job":
-        return json_response(202, {"ignored": f"event {event!r:.40}"})
-    delivery = parse_body(request.body, WorkflowJobDelivery)
-    job = delivery.workflow_job
-    if settings.github_label not in job.labels:
-        return json_response(202, {"ignored": f"job has no {settings.github_label!r} label"})
-    if delivery.action == "queued":
-        answer = once(
-            lambda: create_session(
-                clients.client,
-                settings,
-                settings.session_bases[0],
-                settings.default_lifetime,
-                datetime.now(UTC),
-                instance=bool(settings.launch_template_id),
-                extra_tags={GITHUB_JOB_TAG: str(job.id)},
-            )
-        )
+    settings, request = current()
+    status, answer = handle(settings, request.headers.get("x-github-event", ""), request.body, datetime.now(UTC))
+    if status == 201:
         return created(answer)
-    if delivery.action == "completed":
-        name = find_github_session(clients.client, settings, job.id)
-        if name is None:
-            raise NotFound(f"no session for workflow job {job.id}")
-        return released(once(lambda: release_session(clients.client, settings, name)))
-    return json_response(202, {"ignored": f"action {delivery.action!r:.40}"})
+    if "released" in answer:
+        metrics.add_metric(name="SessionsReleased", unit=MetricUnit.Count, value=len(answer["released"]))
+    return json_response(status, answer)
+
+
+@app.post("/gitlab")
+def gitlab() -> Response:
+    from gitlab_jobs import handle
+
+    settings, request = current()
+    status, answer = handle(settings, request.headers.get("x-gitlab-event", ""), request.body, datetime.now(UTC))
+    if "released" in answer:
+        metrics.add_metric(name="SessionsReleased", unit=MetricUnit.Count, value=len(answer["released"]))
+    return json_response(status, answer)
 
 
 def created(answer: dict) -> Response:
-    logger.info("session created", extra={"session": answer["session"], "instances": len(answer["instances"])})
+    logger.append_keys(session=answer["session"])
+    logger.info("session created", extra={"instances": len(answer["instances"])})
+    metrics.add_metric(name="SessionsCreated", unit=MetricUnit.Count, value=1)
     return json_response(201, answer)
 
 
 def released(answer: dict) -> Response:
-    logger.info("session released", extra={"session": answer["session"], "deleted": answer["deleted"]})
+    logger.append_keys(session=answer["session"])
+    logger.info("session released", extra={"deleted": answer["deleted"]})
+    metrics.add_metric(name="SessionsReleased", unit=MetricUnit.Count, value=1)
     return json_response(200, answer)
 
 
-@app.exception_handler(HttpError)
-def refused(error: HttpError):
-    logger.info("request refused", extra={"status": error.status, "error": error.code})
-    return json_response(error.status, error.body())
+@app.exception_handler([HttpError, DomainError])
+def refused(error: HttpError | DomainError) -> Response:
+    if isinstance(error, HttpError):
+        status, code, message = error.status, error.code, error.message
+    else:
+        (status, code), message = STATUS[type(error)], str(error)
+    logger.info("request refused", extra={"status": status, "error": code})
+    with single_metric(name="RequestsRefused", unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="status", value=str(status))
+    return json_response(status, {"error": code, "message": message})
 
 
 @app.exception_handler(LaunchFailed)
-def launch_failed(error: LaunchFailed):
+def launch_failed(error: LaunchFailed) -> Response:
     logger.error("create failed and was rolled back", extra={"error": error.code, "left_to_collector": error.left})
+    metrics.add_metric(name="CreatesFailed", unit=MetricUnit.Count, value=1)
     return json_response(
         500,
         {
@@ -153,26 +194,21 @@ def launch_failed(error: LaunchFailed):
 
 
 @app.exception_handler(Exception)
-def unexpected(error: Exception):
+def unexpected(error: Exception) -> Response:
     from session_naming.resources import error_code
+    from session_naming.settings import ConfigError
 
-    logger.error("unexpected failure", extra={"error": error_code(error)})
+    if isinstance(error, ConfigError):
+        logger.error("configuration error", extra={"problem": str(error)})
+    else:
+        logger.error("unexpected failure", extra={"error": error_code(error)})
     return json_response(500, {"error": "internal", "message": "internal error; see the launcher's logs"})
 
 
 @app.not_found
-def no_route(_):
-    return json_response(
-        404, {"error": "not_found", "message": "routes: POST /sessions, DELETE /sessions/{name}, POST /github"}
-    )
+def no_route(_: Exception) -> Response:
+    raise NotFound("routes: POST /sessions, DELETE /sessions/{base}/{expires}/{token}, POST /github, POST /gitlab")
 
 
 def json_response(status: int, body: dict) -> Response:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
-
-
-def http_answer(status: int, body: dict) -> dict:
-    """A Function URL answer built without the resolver (the request never reached a route)."""
-    import json
-
-    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}

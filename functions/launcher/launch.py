@@ -1,23 +1,27 @@
 """Create and release sessions: the launcher's domain, free of HTTP.
 
 Functions take their clients (``clients(service, region)``), settings and
-clock. A create either answers the whole session or deletes what it made
-and raises ``LaunchFailed``; anything a crash leaves behind is already named
-and tagged, so the collector removes it at expiry. Release uses the layer's
-deletion units, the very code the collector runs.
+clock, and raise the domain errors of ``errors.py``. A create either answers
+the whole session or deletes what it made and raises ``LaunchFailed``;
+anything a crash leaves behind is already named and tagged, so the collector
+removes it at expiry. Release uses the layer's deletion units, the very code
+the collector runs, and the layer's one rule for what a session keeps.
 """
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from session_naming import GITHUB_JOB_TAG, SessionName, session_tags, tag_specifications
+from errors import DomainError, LaunchFailed, SessionKept, SessionNotFound
+from session_naming import SESSION_TAG, SessionName, session_tags, tag_specifications
 from session_naming.resources import (
     KEY_PAIRS,
     ORDER,
     PARAMETERS,
-    PRIVATE_KEY_SUFFIX,
     SECURITY_GROUPS,
     Found,
     InUse,
@@ -25,24 +29,19 @@ from session_naming.resources import (
     refusal,
 )
 from session_naming.settings import LauncherSettings
-from webhook import NotFound, TooManySessions
+from slots import Slots
 
 SSH = 22
+PRIVATE_KEY = "private-key"
 
 
-class LaunchFailed(Exception):
-    """A create failed half-way and was rolled back; ``code`` is the AWS error code only."""
+@dataclass(frozen=True)
+class Extras:
+    """What a CI system adds to a session: tags on every resource, secrets, the instance's user data."""
 
-    def __init__(self, code: str, left: list[str]):
-        super().__init__(code)
-        self.code, self.left = code, left
-
-
-def live_sessions(ec2, base: str, now: datetime, besides: str) -> int:
-    """Live sessions of ``base`` other than ``besides``: one per key pair (every session has exactly one)."""
-    answer = ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [f"{base}/*"]}])
-    names = (SessionName.parse(k["KeyName"]) for k in answer["KeyPairs"] if k["KeyName"] != besides)
-    return sum(1 for name in names if name is not None and not name.is_expired(now, timedelta(0)))
+    tags: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)  # parameter suffix -> SecureString value
+    user_data: str | None = None
 
 
 def create_session(
@@ -52,48 +51,43 @@ def create_session(
     lifetime: timedelta,
     now: datetime,
     *,
+    slots: Slots | None,
     public_key: str | None = None,
     ingress_cidrs: tuple[str, ...] = (),
     instance: bool = False,
-    extra_tags: dict[str, str] | None = None,
-    retry_of: str | None = None,
+    extras: Extras = Extras(),
+    name: SessionName | None = None,
 ) -> dict:
     """Make a session's resources, or none of them.
 
-    The live-session count runs beside the key pair and group rather than
-    before them: a round trip less on every create (bench/, issue 6). The
-    instance, the costly part, starts only once the count has allowed it. A
-    create that finds the base full rolls back and tries once more, counting
-    first: two creates racing for the last slot would otherwise each count
-    the other's half-made session and both refuse. ``retry_of`` names the
-    rolled-back attempt, which the retry does not count (its rollback may
-    have failed, or EC2's listing may lag behind the delete).
+    The live-session slot is taken beside the key pair and the group rather
+    than before them, a round trip less on every create (bench/); the
+    instance, the costly part, starts only once the slot is held. Requests
+    always pass ``slots``; ``None`` (no cap) is for tools and tests that
+    drive the domain directly.
     """
     ec2, ssm = clients("ec2", settings.region), clients("ssm", settings.region)
-    if retry_of and live_sessions(ec2, base, now, besides=retry_of) >= settings.max_live_sessions:
-        raise TooManySessions(
-            f"base {base!r} has {settings.max_live_sessions} live sessions (MAX_LIVE_SESSIONS): release one first"
-        )
-    name = SessionName.make(base, lifetime, now)
+    name = name or SessionName.make(base, lifetime, now)
     made: list[Found] = []
+    tags = dict(extras.tags)
+
+    def secure(suffix: str, value: str, description: str) -> str:
+        parameter = f"/{name}/{suffix}"
+        ssm.put_parameter(
+            Name=parameter, Value=value, Type="SecureString", Description=description, Tags=session_tags(name, tags)
+        )
+        made.append(Found(PARAMETERS.name, name, parameter))
+        return parameter
 
     def key_pair() -> dict:
-        spec = tag_specifications(name, ["key-pair"], extra_tags)
+        spec = tag_specifications(name, ["key-pair"], tags)
         if public_key:
             answer = ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(), TagSpecifications=spec)
             made.append(Found(KEY_PAIRS.name, name, name))
             return {"name": name, "id": answer["KeyPairId"], "parameter": None}
         answer = ec2.create_key_pair(KeyName=name, KeyType="ed25519", TagSpecifications=spec)
         made.append(Found(KEY_PAIRS.name, name, name))
-        parameter = f"/{name}{PRIVATE_KEY_SUFFIX}"
-        ssm.put_parameter(
-            Name=parameter,
-            Value=answer.pop("KeyMaterial"),
-            Type="SecureString",
-            Description="private key of an ec2-sessions key pair",
-            Tags=session_tags(name, extra_tags),
-        )
-        made.append(Found(PARAMETERS.name, name, parameter))
+        parameter = secure(PRIVATE_KEY, answer.pop("KeyMaterial"), "private key of an ec2-sessions key pair")
         return {"name": name, "id": answer["KeyPairId"], "parameter": parameter}
 
     def security_group() -> dict:
@@ -101,7 +95,7 @@ def create_session(
         group = ec2.create_security_group(
             GroupName=name,
             Description="ec2-sessions session",
-            TagSpecifications=tag_specifications(name, ["security-group"], extra_tags),
+            TagSpecifications=tag_specifications(name, ["security-group"], tags),
             **vpc,
         )["GroupId"]
         made.append(Found(SECURITY_GROUPS.name, name, group))
@@ -109,21 +103,33 @@ def create_session(
             ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[ssh_from(ingress_cidrs)])
         return {"name": name, "id": group}
 
-    instances = []
+    def secrets() -> None:
+        for suffix, value in extras.secrets.items():
+            secure(suffix, value, "ec2-sessions runner configuration")
+
+    slot = None
     try:
-        with ThreadPoolExecutor(max_workers=3) as pool:  # none waits for another
-            others = None if retry_of else pool.submit(live_sessions, ec2, base, now, name)
+        with ThreadPoolExecutor(max_workers=5) as pool:  # none waits for another
+            if slots is not None:
+                slot = pool.submit(slots.take, name, settings.max_live_sessions, now)
             key_future, group_future = pool.submit(key_pair), pool.submit(security_group)
+            secrets_future = pool.submit(secrets)
+            template = pool.submit(template_interfaces, ec2, settings.launch_template_id) if instance else None
+        for future in (key_future, group_future, secrets_future, slot):
+            if future is not None:
+                future.result()  # TooManySessions from the slot: roll back below, start no instance
         key, group = key_future.result(), group_future.result()
-        full = others is not None and others.result() >= settings.max_live_sessions
-        if instance and not full:
-            instances = [run_instance(ec2, settings, name, group["id"], extra_tags, made)]
+        instances = []
+        if instance and template is not None:
+            instances = [run_instance(ec2, settings, name, group["id"], tags, extras.user_data, template.result())]
+            made.append(Found("instance", name, instances[0]["id"]))
     except Exception as error:
-        raise LaunchFailed(error_code(error), rollback(clients, settings.region, made)) from error
-    if full:
-        rollback(clients, settings.region, made)  # what escapes is tagged: the collector's at expiry
-        again = dict(public_key=public_key, ingress_cidrs=ingress_cidrs, instance=instance, extra_tags=extra_tags)
-        return create_session(clients, settings, base, lifetime, now, **again, retry_of=name)
+        left = rollback(clients, settings.region, made)
+        if slots is not None and slot is not None and slot.done() and slot.exception() is None:
+            slots.give_back(name)
+        if isinstance(error, DomainError):
+            raise
+        raise LaunchFailed(error_code(error), left) from error
     return {
         "session": name,
         "expires_at": name.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -140,25 +146,51 @@ def ssh_from(cidrs) -> dict:
     return {"IpProtocol": "tcp", "FromPort": SSH, "ToPort": SSH, "IpRanges": v4, "Ipv6Ranges": v6}
 
 
-def run_instance(ec2, settings, name, group_id, extra_tags, made) -> dict:
-    tags = tag_specifications(name, ["instance", "volume"], extra_tags)
-    tags[0]["Tags"].append({"Key": "Name", "Value": name})
+def template_interfaces(ec2, template_id: str) -> list[dict]:
+    """The network interfaces the launch template's default version defines (often none).
+
+    A template that defines interfaces refuses a top-level ``SecurityGroupIds``
+    in RunInstances: the session's group then goes on the interfaces instead.
+    """
+    versions = ec2.describe_launch_template_versions(LaunchTemplateId=template_id, Versions=["$Default"])
+    data = versions["LaunchTemplateVersions"][0].get("LaunchTemplateData", {})
+    return data.get("NetworkInterfaces", [])
+
+
+def run_instance(ec2, settings, name, group_id, tags, user_data, interfaces) -> dict:
+    spec = tag_specifications(name, ["instance", "volume", "network-interface"], tags)
+    spec[0]["Tags"].append({"Key": "Name", "Value": name})
+    placement: dict = {"SecurityGroupIds": [group_id]}
+    if interfaces:
+        placement = {
+            "NetworkInterfaces": [
+                {**_interface_override(i), "Groups": [group_id]} if i.get("DeviceIndex", 0) == 0 else i
+                for i in interfaces
+            ]
+        }
+    more = {"UserData": base64.b64encode(user_data.encode()).decode()} if user_data else {}
     answer = ec2.run_instances(
         LaunchTemplate={"LaunchTemplateId": settings.launch_template_id},
         MinCount=1,
         MaxCount=1,
         KeyName=name,
-        SecurityGroupIds=[group_id],
         InstanceInitiatedShutdownBehavior="terminate",
-        TagSpecifications=tags,
+        TagSpecifications=spec,
+        **placement,
+        **more,
     )["Instances"][0]
-    made.append(Found("instance", name, answer["InstanceId"]))
     return {"id": answer["InstanceId"], "state": answer["State"]["Name"], "private_ip": answer.get("PrivateIpAddress")}
+
+
+def _interface_override(interface: Mapping) -> dict:
+    """A launch template's interface as RunInstances takes it (the fields both APIs share)."""
+    keep = ("DeviceIndex", "SubnetId", "AssociatePublicIpAddress", "DeleteOnTermination", "Description")
+    return {key: interface[key] for key in keep if key in interface}
 
 
 def delete_found(clients, region: str, found: list[Found]) -> dict:
     """Delete ``found`` in the collector's order with its deletion units; report by kind."""
-    report = {"deleted": {}, "left_to_collector": [], "failed": []}
+    report: dict = {"deleted": {}, "left_to_collector": [], "failed": []}
     for kind in ORDER:
         client = clients(kind.service, region)
         for item in (f for f in found if f.kind == kind.name):
@@ -196,24 +228,43 @@ def session_resources(clients, region: str, name: SessionName, bases) -> tuple[l
     return deletable, kept
 
 
-def release_session(clients, settings: LauncherSettings, name: SessionName) -> dict:
+def release_session(clients, settings: LauncherSettings, name: SessionName, slots: Slots | None = None) -> dict:
+    """Delete the session now; ``SessionKept`` (nothing deleted) if any resource carries the keep tag."""
     deletable, kept = session_resources(clients, settings.region, name, settings.session_bases)
+    if any(k["reason"] == "keep-tag" for k in kept):
+        raise SessionKept(f"session {name} is kept (tag ec2-sessions:keep=true): remove the tag to release it")
     if not deletable and not kept:
-        raise NotFound(f"session {name} has no resources in {settings.region}")
+        raise SessionNotFound(f"session {name} has no resources in {settings.region}")
     report = delete_found(clients, settings.region, deletable)
+    if slots is not None:
+        slots.give_back(name)
     report["kept"] = kept
     if report["left_to_collector"]:
         report["note"] = "a group still used by a terminating instance is left to the collector's next run"
     return {"session": name, **report}
 
 
-def find_github_session(clients, settings: LauncherSettings, job_id: int) -> SessionName | None:
-    """The session made for a GitHub job, found by its tag on the key pair."""
-    answer = clients("ec2", settings.region).describe_key_pairs(
-        Filters=[{"Name": f"tag:{GITHUB_JOB_TAG}", "Values": [str(job_id)]}]
-    )
-    for key in answer["KeyPairs"]:
-        name = SessionName.parse(key["KeyName"])
-        if name is not None and name.base in settings.session_bases:
-            return name
-    return None
+def sessions_tagged(clients, settings: LauncherSettings, key: str, value: str) -> list[SessionName]:
+    """The owned sessions whose key pair or group carries ``key=value`` (every create makes both at once)."""
+    ec2 = clients("ec2", settings.region)
+    wanted = [{"Name": f"tag:{key}", "Values": [value]}]
+    tagged = [k.get("Tags") for k in ec2.describe_key_pairs(Filters=wanted)["KeyPairs"]]
+    for page in ec2.get_paginator("describe_security_groups").paginate(Filters=wanted):
+        tagged += [g.get("Tags") for g in page["SecurityGroups"]]
+    names = {SessionName.parse({t["Key"]: t["Value"] for t in tags or ()}.get(SESSION_TAG)) for tags in tagged}
+    return sorted(n for n in names if n is not None and n.base in settings.session_bases)
+
+
+def release_job(clients, settings: LauncherSettings, tag: str, job: str, slots: Slots) -> dict:
+    """Release every session tagged with a CI job; a kept one stays, and says so."""
+    released, kept = [], []
+    for name in sessions_tagged(clients, settings, tag, job):
+        try:
+            release_session(clients, settings, name, slots)
+        except SessionKept:
+            kept.append(str(name))
+        except SessionNotFound:  # released meanwhile by another delivery
+            continue
+        else:
+            released.append(str(name))
+    return {"released": released, "kept": kept}

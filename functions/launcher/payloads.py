@@ -3,7 +3,8 @@
 Shape and syntax are checked by the models; what depends on the stack's
 configuration (owned bases, lifetime bound, world ingress, launch template)
 is checked by ``session_request`` against the settings. Either way the
-answer is a ``BadRequest`` naming the field, and nothing has been created.
+answer is a ``BadRequest`` naming the field and the rule, never repeating
+the value sent, and nothing has been created.
 """
 
 from __future__ import annotations
@@ -14,25 +15,39 @@ import ipaddress
 import json
 import struct
 from datetime import timedelta
+from typing import Annotated
 
 from aws_lambda_powertools.utilities.parser import parse
+from http_errors import BadRequest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from session_naming.settings import LauncherSettings
-from webhook import BadRequest
 
-WORLD = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
 MIN_LIFETIME_MINUTES = 5
+MAX_LIFETIME_MINUTES = 7 * 24 * 60  # the most LauncherSettings ever allows
 MIN_RSA_BITS = 2048
+# Narrower prefixes than these reach a large part of the internet: 0.0.0.0/1 + 128.0.0.0/1 is the world.
+MIN_PREFIX = {4: 8, 6: 32}
+# IPv6 ranges that carry IPv4 addresses: any prefix inside them can stand for IPv4's whole space.
+IPV4_IN_IPV6 = (ipaddress.ip_network("::ffff:0:0/96"), ipaddress.ip_network("::/96"))
+ID = Annotated[int, Field(gt=0, le=2**63 - 1)]
+
+
+class GitLabJobRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    project_id: ID
+    job_id: ID
 
 
 class SessionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     base: str | None = Field(default=None, min_length=1, max_length=64)
-    lifetime_minutes: int | None = Field(default=None, ge=MIN_LIFETIME_MINUTES)
+    lifetime_minutes: int | None = Field(default=None, ge=MIN_LIFETIME_MINUTES, le=MAX_LIFETIME_MINUTES)
     public_key: str | None = Field(default=None, max_length=16_384)
     ingress_cidrs: list[str] = Field(default_factory=list, max_length=20)
     instance: bool = False
+    gitlab_job: GitLabJobRef | None = None
 
     @field_validator("public_key")
     @classmethod
@@ -48,22 +63,53 @@ class SessionRequest(BaseModel):
             try:
                 ipaddress.ip_network(value, strict=True)
             except ValueError:
-                raise ValueError(
-                    f"{value[:64]!r} is not an IPv4 or IPv6 CIDR with no host bits (e.g. 203.0.113.0/24)"
-                ) from None
+                raise ValueError("each must be an IPv4 or IPv6 CIDR with no host bits (e.g. 203.0.113.0/24)") from None
         return values
 
 
+class ReleaseRequest(BaseModel):
+    """A release names its session in the signed body, so a signature cannot be reused on another."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    session: str = Field(max_length=200)
+
+
 class WorkflowJob(BaseModel):
-    id: int
-    labels: list[str] = Field(default_factory=list)
+    id: ID
+    labels: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
+
+
+class Owner(BaseModel):
+    login: str = Field(max_length=100)
+
+
+class Repository(BaseModel):
+    name: str = Field(max_length=100)
+    full_name: str = Field(max_length=201)
+    owner: Owner
+
+
+class Installation(BaseModel):
+    id: ID
 
 
 class WorkflowJobDelivery(BaseModel):
     """Only what the launcher reads from GitHub's ``workflow_job`` payload; the rest is GitHub's."""
 
-    action: str
+    action: str = Field(max_length=40)
     workflow_job: WorkflowJob
+    repository: Repository | None = None
+    installation: Installation | None = None
+
+
+class GitLabJobHook(BaseModel):
+    """Only what the launcher reads from GitLab's Job Hook (``object_kind: build``)."""
+
+    object_kind: str = Field(max_length=40)
+    project_id: ID
+    build_id: ID
+    build_status: str = Field(max_length=40)
 
 
 def check_public_key(text: str) -> None:
@@ -90,28 +136,44 @@ def check_public_key(text: str) -> None:
         raise ValueError(f"an ssh-rsa key must have at least {MIN_RSA_BITS} bits")
 
 
-def parse_body(raw: bytes, model: type[BaseModel]):
+def parse_body[Model: BaseModel](raw: bytes, model: type[Model]) -> Model:
     """JSON bytes into ``model``, or a ``BadRequest`` that names the first bad field."""
     try:
         data = json.loads(raw or b"{}")
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("body must be JSON (UTF-8)") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequest("body must be JSON (UTF-8), nested at most a few hundred levels") from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
     try:
         return parse(event=data, model=model)
     except ValidationError as error:
-        raise BadRequest(describe(error)) from None
+        raise BadRequest(describe(error, model)) from None
+    except RecursionError:
+        raise BadRequest("body is nested too deeply") from None
 
 
-def describe(error: ValidationError) -> str:
+def describe(error: ValidationError, model: type[BaseModel]) -> str:
     """``field: what is wrong`` for the first problem, without echoing the value sent."""
-    first = error.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    message = first["msg"].removeprefix("Value error, ")
+    first = error.errors(include_url=False, include_input=False, include_context=False)[0]
+    where = ".".join(str(part) for part in first["loc"][:4]) or "body"
     if first["type"] == "extra_forbidden":
-        message = "unknown field; accepted: base, lifetime_minutes, public_key, ingress_cidrs, instance"
-    return f"{where}: {message}"
+        return f"{where}: unknown field; accepted: {', '.join(model.model_fields)}"
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def check_ingress(cidrs: list[str]) -> None:
+    """Refuse what opens SSH to a large part of the internet (unless the stack allows the world)."""
+    for cidr in cidrs:
+        network = ipaddress.ip_network(cidr)
+        if network.prefixlen < MIN_PREFIX[network.version]:
+            raise BadRequest(
+                f"ingress_cidrs: IPv{network.version} prefixes shorter than /{MIN_PREFIX[network.version]} "
+                "open SSH to too much of the internet (ALLOW_WORLD_INGRESS=false)"
+            )
+        if network.version == 6 and any(network.subnet_of(mapped) for mapped in IPV4_IN_IPV6):
+            raise BadRequest(
+                "ingress_cidrs: IPv4-mapped and IPv4-compatible IPv6 ranges are refused (ALLOW_WORLD_INGRESS=false)"
+            )
 
 
 def session_request(raw: bytes, settings: LauncherSettings) -> tuple[str, timedelta, SessionRequest]:
@@ -119,16 +181,14 @@ def session_request(raw: bytes, settings: LauncherSettings) -> tuple[str, timede
     request = parse_body(raw, SessionRequest)
     base = settings.session_bases[0] if request.base is None else request.base
     if base not in settings.session_bases:
-        raise BadRequest(f"base: {base!r} is not one of this stack's bases ({', '.join(settings.session_bases)})")
+        raise BadRequest(f"base: must be one of this stack's bases ({', '.join(settings.session_bases)})")
     lifetime = timedelta(minutes=request.lifetime_minutes) if request.lifetime_minutes else settings.default_lifetime
     if lifetime > settings.max_lifetime:
         raise BadRequest(
             f"lifetime_minutes: at most {int(settings.max_lifetime.total_seconds() // 60)} (MAX_LIFETIME_MINUTES)"
         )
     if not settings.allow_world_ingress:
-        for cidr in request.ingress_cidrs:
-            if ipaddress.ip_network(cidr) in WORLD:
-                raise BadRequest(f"ingress_cidrs: {cidr} opens SSH to the world; refused (ALLOW_WORLD_INGRESS=false)")
+        check_ingress(request.ingress_cidrs)
     if request.instance and not settings.launch_template_id:
         raise BadRequest("instance: this stack has no launch template (LAUNCH_TEMPLATE_ID), so it cannot run one")
     return base, lifetime, request

@@ -47,6 +47,7 @@ def test_launcher_event_is_answered_as_its_route_promises(launcher_stack, name):
             handler.lambda_handler(resign(load_event("launcher-create-session.json"), SECRET), LambdaContext())
         )
         event["rawPath"] = event["requestContext"]["http"]["path"] = f"/sessions/{made['session']}"
+        event["body"] = json.dumps({"session": made["session"]})
     if name == "launcher-github-completed.json":
         handler.lambda_handler(resign(load_event("launcher-github-queued.json"), SECRET), LambdaContext())
 

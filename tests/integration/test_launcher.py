@@ -15,7 +15,7 @@ from sweep import sweep
 
 from tests.support.clients import client_factory
 from tests.support.faults import Faults
-from tests.support.function_url import SECRET, answer, url_event
+from tests.support.function_url import SECRET, answer, release_event, url_event
 from tests.support.handlers import LambdaContext, load_fixture, load_handler
 from tests.support.seed import inventory
 from tests.support.stack import REGION, make_launch_template
@@ -108,7 +108,7 @@ def test_release_deletes_every_resource_of_the_session_and_nothing_else(launcher
     _, mine = create(launcher, {"instance": True})
     _, other = create(launcher, {"instance": True})
 
-    status, body = launcher(url_event("DELETE", f"/sessions/{mine['session']}"))
+    status, body = launcher(release_event(mine["session"]))
 
     assert status == 200
     assert body["deleted"]["key_pair"] == [mine["session"]]
@@ -123,7 +123,7 @@ def test_release_leaves_a_group_still_in_use_to_the_collector(launcher, look):
     _, session = create(launcher)
     Faults().inject(clients.client("ec2", REGION), "DeleteSecurityGroup", "DependencyViolation")
 
-    status, body = launcher(url_event("DELETE", f"/sessions/{session['session']}"))
+    status, body = launcher(release_event(session["session"]))
 
     assert status == 200
     assert body["left_to_collector"] == [
@@ -142,7 +142,8 @@ def test_release_leaves_a_group_still_in_use_to_the_collector(launcher, look):
     ],
 )
 def test_unknown_session_or_route_is_404(launcher, path):
-    status, body = launcher(url_event("DELETE", path))
+    name = path.removeprefix("/sessions/")
+    status, body = launcher(url_event("DELETE", path, {"session": name}))
 
     assert status == 404
     assert body["error"] == "not_found" and body["message"]
@@ -152,18 +153,18 @@ def test_release_refuses_a_session_of_a_base_this_stack_does_not_own(launcher, l
     _, session = create(launcher)
     launcher.env("SESSION_BASES", "another-base")
 
-    status, _ = launcher(url_event("DELETE", f"/sessions/{session['session']}"))
+    status, _ = launcher(release_event(session["session"]))
 
     assert status == 404
     assert inventory(look, REGION)["key_pair"] == {session["session"]}
 
 
 def test_github_signature_test_vector_is_accepted():
-    from webhook import sign, verify_signature
+    from signatures import github_signature, verify_github
 
     vector = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
-    assert sign(b"Hello, World!", "It's a Secret to Everybody") == vector
-    verify_signature(b"Hello, World!", vector, "It's a Secret to Everybody")
+    assert github_signature(b"Hello, World!", "It's a Secret to Everybody") == vector
+    verify_github(b"Hello, World!", vector, "It's a Secret to Everybody")
 
 
 @pytest.mark.parametrize(
@@ -364,7 +365,7 @@ def test_github_queued_job_with_the_label_creates_a_session_and_completed_releas
         )
     )
     assert status == 200
-    assert released["session"] == created["session"]
+    assert released == {"released": [created["session"]], "kept": []}
     assert inventory(look, REGION) == NOTHING
 
 
@@ -409,12 +410,15 @@ def test_github_deliveries_that_ask_for_nothing_create_nothing(launcher, look, f
     assert inventory(look, REGION) == NOTHING
 
 
-def test_github_completed_job_without_a_session_is_404(launcher):
-    status, _ = launcher(
-        github_event("workflow_job-completed.success.with-organization.payload.json", "workflow_job", "c", job_id=7)
-    )
+def test_github_completed_before_queued_records_the_job_over_and_the_late_queued_makes_nothing(launcher, look):
+    completed = "workflow_job-completed.success.with-organization.payload.json"
 
-    assert status == 404
+    status, body = launcher(github_event(completed, "workflow_job", "c", job_id=289782451))
+    late_status, late = launcher(github_event("workflow_job-queued.payload.json", "workflow_job", "q"))
+
+    assert (status, body) == (200, {"released": [], "kept": []})
+    assert late_status == 202 and "over" in late["ignored"]
+    assert inventory(look, REGION) == NOTHING
 
 
 def test_launcher_misconfigured_answers_500_without_details(launcher, monkeypatch):
@@ -437,7 +441,7 @@ def test_no_secret_private_key_or_body_appears_in_logs_or_answers(launcher, look
     answers = [create(launcher, body, {"X-Request-Id": "one"}), create(launcher, body, {"X-Request-Id": "one"})]
     Faults().inject(clients.client("ec2", REGION), "RunInstances", "InsufficientInstanceCapacity")
     answers += [create(launcher, body), launcher(url_event("POST", "/sessions", body, secret="wrong"))]
-    answers.append(launcher(url_event("DELETE", f"/sessions/{answers[0][1]['session']}")))
+    answers.append(launcher(release_event(answers[0][1]["session"])))
     answers.append(launcher(github_event("workflow_job-queued.payload.json", "workflow_job", "g")))
 
     logger.removeHandler(capture)

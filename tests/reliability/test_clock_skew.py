@@ -47,7 +47,7 @@ def launch(account):
     settings = load_launcher()
     clients = client_factory()
     try:
-        yield lambda lifetime, now: create_session(clients, settings, BASE, lifetime, now)["session"]
+        yield lambda lifetime, now: create_session(clients, settings, BASE, lifetime, now, slots=None)["session"]
     finally:
         for key, value in saved.items():
             if value is None:

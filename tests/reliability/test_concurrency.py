@@ -14,11 +14,9 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from launch import create_session
 from session_naming import SessionName
-from session_naming.settings import load_collector, load_launcher
+from session_naming.settings import load_collector
 from sweep import sweep
-from webhook import TooManySessions
 
 from tests.reliability.tally import TALLY
 from tests.support.clients import client_factory
@@ -153,39 +151,24 @@ def test_the_old_static_name_leaves_at_most_one_of_twenty_concurrent_jobs_unharm
     assert len(unharmed) <= 1
 
 
-def test_two_creates_racing_for_the_last_slot_do_not_both_refuse(aws):
-    """Each create's count is held until both racers' key pairs exist, so each sees the
-    other's half-made session and finds the base full; the retry that counts first lets
-    at least one through, and nothing either made is left behind."""
-    clients = client_factory()
-    settings = load_launcher(
-        {"AWS_REGION": REGION, "MAX_LIVE_SESSIONS": "2", "WEBHOOK_SECRET_ARN": "arn:secret", "IDEMPOTENCY_TABLE": "t"}
-    )
-    now = datetime.now(UTC)
-    first = create_session(clients, settings, BASE, timedelta(hours=1), now)["session"]
-    both_made, keys = threading.Event(), []
-
-    def key_made(**_):
-        keys.append(1)
-        if len(keys) == 2:
-            both_made.set()
-
-    ec2 = clients("ec2", REGION)
-    ec2.meta.events.register("after-call.ec2.CreateKeyPair", key_made)
-    ec2.meta.events.register("before-send.ec2.DescribeKeyPairs", lambda **_: both_made.wait(timeout=30) and None)
+def test_twenty_concurrent_creates_at_the_limit_make_exactly_the_limit_and_leave_nothing_else(aws, monkeypatch):
+    """Each racer holds its key pair and group while it takes its slot; a conditional write on the
+    base's slot item lets exactly MAX_LIVE_SESSIONS through, and every refused racer rolls back."""
+    look = client_factory()
+    for key, value in {"SESSION_BASES": BASE, "MAX_LIVE_SESSIONS": "5", **make_launcher_stack(look, SECRET)}.items():
+        monkeypatch.setenv(key, value)
     answers = []
 
     def racer():
-        try:
-            answers.append(create_session(clients, settings, BASE, timedelta(hours=1), now)["session"])
-        except TooManySessions:
-            answers.append(429)
+        handler = load_handler("launcher")  # a container each
+        event = url_event("POST", "/sessions", {"lifetime_minutes": 60})
+        return lambda: answers.append(answer(handler.lambda_handler(event, LambdaContext())))
 
-    errors = run_together([racer, racer])
+    errors = run_together([racer() for _ in range(JOBS)])
 
     assert errors == []
-    assert both_made.is_set() and len(keys) >= 3  # both counted while both were half-made, then retried
-    created = [a for a in answers if a != 429]
-    assert created, "both creates refused though one slot was free"
-    have = inventory(clients, REGION)
-    assert have["key_pair"] == have["security_group"] == {first, *created}
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201] * 5 + [429] * (JOBS - 5), statuses
+    made = {body["session"] for status, body in answers if status == 201}
+    have = inventory(look, REGION)
+    assert have["key_pair"] == have["security_group"] == have["parameter"] == made

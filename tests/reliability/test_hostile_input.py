@@ -77,7 +77,7 @@ query_strings = st.text(max_size=80)
 @st.composite
 def bad_signatures(draw, body: bytes):
     """A header value (or ``None``: absent) that is not the signature of ``body`` under SECRET."""
-    from webhook import sign
+    from signatures import github_signature as sign
 
     choice = draw(st.sampled_from(["missing", "garbage", "other-body", "other-secret", "truncated", "sha1", "empty"]))
     value = {
@@ -245,7 +245,7 @@ def test_after_every_refused_request_the_account_holds_nothing(launcher, look):
     route=st.sampled_from([("/sessions", {}), ("/github", {"x-github-event": "workflow_job"})]),
 )
 def test_validly_signed_invalid_bodies_are_4xx_and_create_nothing(launcher, look, body, header, encode, route):
-    from webhook import sign
+    from signatures import github_signature as sign
 
     TALLY.add(examples=1)
     path, extra = route

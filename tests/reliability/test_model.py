@@ -18,13 +18,13 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from errors import SessionNotFound
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from launch import create_session, release_session
 from session_naming import KEEP_TAG, SESSION_TAG
 from session_naming.settings import load_collector, load_launcher
 from sweep import sweep
-from webhook import NotFound
 
 from tests.reliability.conftest import examples
 from tests.reliability.tally import TALLY
@@ -157,6 +157,7 @@ class AccountModel(RuleBasedStateMachine):
             BASE,
             timedelta(minutes=minutes),
             self.now,
+            slots=None,
             instance=instance,
             ingress_cidrs=cidrs,
         )
@@ -179,7 +180,7 @@ class AccountModel(RuleBasedStateMachine):
         if not present:
             try:
                 release_session(self.clients, self.launcher, session.name)
-            except NotFound:
+            except SessionNotFound:
                 return
             raise AssertionError(f"releasing {session.name}, of which nothing is left, did not answer NotFound")
         answer = release_session(self.clients, self.launcher, session.name)

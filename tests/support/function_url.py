@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import time
+import uuid
 
-from webhook import sign
+from signatures import github_signature, standard_signature
 
 from tests.support.handlers import load_event
 
-SECRET = "test-webhook-secret-0123456789abcdef0123"
+# Like the stack's generated secret: 48 letters and digits, so also valid base64 (Standard Webhooks' key).
+SECRET = "TestWebhookSecret0123456789abcdefghijklmnopqrstu"
 
 
 def url_event(
@@ -25,10 +28,16 @@ def url_event(
     headers: dict | None = None,
     *,
     secret: str | None = SECRET,
+    scheme: str = "github",
     base64_encode: bool = False,
     sample: str = "launcher-create-session.json",
+    now: float | None = None,
 ) -> dict:
-    """An event for ``method path`` with ``body``, signed with ``secret`` (``None``: unsigned)."""
+    """An event for ``method path`` with ``body``, signed with ``secret`` (``None``: unsigned).
+
+    ``scheme``: ``github`` (X-Hub-Signature-256), ``standard`` (Standard Webhooks, timestamp ``now``),
+    ``gitlab`` (X-Gitlab-Token) or ``both`` (GitHub's and Standard Webhooks').
+    """
     if isinstance(body, dict):
         body = json.dumps(body)
     raw = body.encode() if isinstance(body, str) else body
@@ -38,7 +47,7 @@ def url_event(
     event["headers"] = {k: v for k, v in event["headers"].items() if not k.startswith("x-")}
     event["headers"].update({k.lower(): v for k, v in (headers or {}).items()})
     if secret is not None:
-        event["headers"]["x-hub-signature-256"] = sign(raw, secret)
+        event["headers"].update(signed_headers(raw, secret, scheme, now))
     event["isBase64Encoded"] = base64_encode
     event["body"] = base64.b64encode(raw).decode() if base64_encode else raw.decode("utf-8", "surrogateescape")
     return event
@@ -47,3 +56,25 @@ def url_event(
 def answer(response: dict) -> tuple[int, dict]:
     """A Function URL answer as ``(status, JSON body)``."""
     return response["statusCode"], json.loads(response["body"])
+
+
+def signed_headers(raw: bytes, secret: str, scheme: str = "github", now: float | None = None) -> dict[str, str]:
+    """The headers that sign ``raw`` under ``secret`` in ``scheme`` (see ``url_event``)."""
+    headers = {}
+    if scheme in ("github", "both"):
+        headers["x-hub-signature-256"] = github_signature(raw, secret)
+    if scheme in ("standard", "both"):
+        msg_id, stamp = f"msg_{uuid.uuid4().hex}", int(time.time() if now is None else now)
+        headers |= {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": standard_signature(msg_id, stamp, raw, secret),
+        }
+    if scheme == "gitlab":
+        headers["x-gitlab-token"] = secret
+    return headers
+
+
+def release_event(name: str, **kwargs) -> dict:
+    """A signed ``DELETE /sessions/<name>`` whose body names the session, as the route requires."""
+    return url_event("DELETE", f"/sessions/{name}", {"session": str(name)}, **kwargs)

@@ -1,0 +1,35 @@
+"""What can go wrong in the launcher's domain, free of HTTP; the app maps each to a status code."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A refusal the caller can act on; the message says what to do and repeats nothing sent."""
+
+
+class SessionNotFound(DomainError):
+    """No resource of the session exists here (released already, expired and swept, or never made)."""
+
+
+class SessionKept(DomainError):
+    """A resource of the session carries the keep tag: an operator holds it, so nothing is released."""
+
+
+class TooManySessions(DomainError):
+    """The base has ``MAX_LIVE_SESSIONS`` live sessions."""
+
+
+class JobOver(DomainError):
+    """The CI job that asks for a session has already ended: nothing is made for it."""
+
+
+class JobBusy(DomainError):
+    """Another delivery for the same job is making its session right now."""
+
+
+class LaunchFailed(Exception):
+    """A create failed half-way and was rolled back; ``code`` is the AWS error code only."""
+
+    def __init__(self, code: str, left: list[str]):
+        super().__init__(code)
+        self.code, self.left = code, left

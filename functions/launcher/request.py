@@ -1,0 +1,73 @@
+"""A Function URL request read into raw bytes and bounded in size, before anything trusts it.
+
+Signatures cover the bytes as sent, so the body is never re-serialised; a
+body Lambda marks as base64 is decoded first, as the sender signed it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from http_errors import BadRequest, TooLarge
+
+# De-duplication headers; the first present wins.
+DELIVERY_HEADERS = ("webhook-id", "idempotency-key", "x-github-delivery", "x-gitlab-event-uuid", "x-request-id")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Mapping[str, str]  # lower-case names, as Function URLs send them
+    body: bytes
+
+
+def routable(event: object) -> bool:
+    """Can the resolver route ``event`` (a method, a path, headers of strings)? The rest is ``read_request``'s."""
+    if not isinstance(event, dict):
+        return False
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    method = http.get("method") if isinstance(http, dict) else None
+    path, headers = event.get("rawPath"), event.get("headers") or {}
+    strings = isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
+    return isinstance(method, str) and isinstance(path, str) and path.startswith("/") and strings
+
+
+def read_request(event: Mapping[str, Any], max_body_bytes: int) -> Request:
+    """The request in a routable ``event``, or ``BadRequest``/``TooLarge``."""
+    headers, body = event.get("headers") or {}, event.get("body") or ""
+    encoded = event.get("isBase64Encoded", False)
+    if not isinstance(body, str) or not isinstance(encoded, bool):
+        raise BadRequest("body must be a string and isBase64Encoded true or false")
+    if len(body) > max_body_bytes * 4 // 3 + 4:  # cheap bound before decoding
+        raise TooLarge(f"body is over {max_body_bytes} bytes")
+    if encoded:
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("body is marked base64 but is not valid base64") from None
+    else:
+        raw = body.encode("utf-8", "surrogatepass")
+    if len(raw) > max_body_bytes:
+        raise TooLarge(f"body is over {max_body_bytes} bytes")
+    method = event["requestContext"]["http"]["method"].upper()
+    return Request(method, event["rawPath"], {k.lower(): v for k, v in headers.items()}, raw)
+
+
+def delivery_key(method: str, path: str, headers: Mapping[str, str]) -> str | None:
+    """The request's de-duplication key, or ``None`` when it carries no delivery id.
+
+    ``webhook-id`` (Standard Webhooks) names one message whatever route it is
+    sent to, so a replay on another route answers the first answer; the other
+    ids are per route (a CI job may create and release under one job id).
+    """
+    for name in DELIVERY_HEADERS:
+        value = headers.get(name, "").strip()
+        if value:
+            return f"{name}:{value[:200]}" if name == "webhook-id" else f"{method} {path} {name}:{value[:200]}"
+    return None

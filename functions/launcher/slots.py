@@ -1,0 +1,78 @@
+"""An exact cap on live sessions per base, kept in the stack's DynamoDB table.
+
+Counting key pairs cannot be exact: two creates that count at once both see
+room for one more. Here each base has one item listing its live sessions and
+their expiries; a create adds itself with a conditional write on the item's
+version, so of two racers for the last slot exactly one wins and the other
+reads again. Expired entries are dropped on every write (the collector
+removes their resources; no clean-up call is needed), and a release gives
+its slot back. A launcher that dies mid-create holds its slot until the
+session's expiry, as its tagged resources do.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from botocore.exceptions import ClientError
+from errors import TooManySessions
+from session_naming import SessionName
+
+ATTEMPTS = 50  # twenty racers at one slot settle in a few rounds; fifty is far beyond that
+
+
+class Slots:
+    def __init__(self, dynamodb, table: str, sleep: Callable[[float], None] = time.sleep):
+        self._db, self._table, self._sleep = dynamodb, table, sleep
+
+    @staticmethod
+    def _key(base: str) -> dict:
+        return {"id": {"S": f"slots#{base}"}}
+
+    def take(self, name: SessionName, limit: int, now: datetime) -> None:
+        """Hold a slot for ``name`` or raise ``TooManySessions``; exact under any concurrency."""
+        for _ in range(ATTEMPTS):
+            item = self._db.get_item(TableName=self._table, Key=self._key(name.base), ConsistentRead=True).get("Item")
+            item = item or {}
+            version = int(item.get("version", {}).get("N", "0"))
+            live = {
+                session: expires
+                for session, expires in item.get("sessions", {}).get("M", {}).items()
+                if int(expires["N"]) > now.timestamp()
+            }
+            if len(live) >= limit:
+                raise TooManySessions(
+                    f"base {name.base} has {limit} live sessions (MAX_LIVE_SESSIONS): release one first"
+                )
+            live[str(name)] = {"N": str(int(name.expires.timestamp()))}
+            try:
+                self._db.put_item(
+                    TableName=self._table,
+                    Item={**self._key(name.base), "sessions": {"M": live}, "version": {"N": str(version + 1)}},
+                    ConditionExpression="attribute_not_exists(id) OR version = :seen",
+                    ExpressionAttributeValues={":seen": {"N": str(version)}},
+                )
+                return
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+            self._sleep(random.uniform(0.005, 0.05))  # noqa: S311 (jitter, not a secret)
+        raise TooManySessions(f"base {name.base} is contended right now: retry in a few seconds")
+
+    def give_back(self, name: SessionName) -> None:
+        """Free ``name``'s slot (a release or a rolled-back create); a base never written is fine."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(name.base),
+                UpdateExpression="REMOVE sessions.#name ADD version :one",
+                ConditionExpression="attribute_exists(id)",
+                ExpressionAttributeNames={"#name": str(name)},
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
