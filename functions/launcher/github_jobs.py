@@ -9,9 +9,10 @@ what it has, so a ``queued`` that comes later makes nothing.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime
 
-from errors import JobOver
+from errors import JobOver, SessionNotFound
 from launch import Extras, create_session, release_job, release_session
 from payloads import WorkflowJobDelivery, parse_body
 from session_naming import GITHUB_JOB_TAG, clients
@@ -64,6 +65,7 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
     try:
         ledger.settle("github", job, answer)
     except JobOver:
-        release_session(clients.client, settings, answer["session"], slots)
+        with suppress(SessionNotFound):  # the completed delivery may have released it already
+            release_session(clients.client, settings, answer["session"], slots)
         return 202, {"ignored": "the job ended while its session was made; it is released"}
     return 201, answer

@@ -13,6 +13,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import re
 import struct
 from datetime import timedelta
 from typing import Annotated
@@ -30,6 +31,7 @@ MIN_PREFIX = {4: 8, 6: 32}
 # IPv6 ranges that carry IPv4 addresses: any prefix inside them can stand for IPv4's whole space.
 IPV4_IN_IPV6 = (ipaddress.ip_network("::ffff:0:0/96"), ipaddress.ip_network("::/96"))
 ID = Annotated[int, Field(gt=0, le=2**63 - 1)]
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}", re.ASCII)
 
 
 class GitLabJobRef(BaseModel):
@@ -155,9 +157,12 @@ def parse_body[Model: BaseModel](raw: bytes, model: type[Model]) -> Model:
 def describe(error: ValidationError, model: type[BaseModel]) -> str:
     """``field: what is wrong`` for the first problem, without echoing the value sent."""
     first = error.errors(include_url=False, include_input=False, include_context=False)[0]
+    if first["type"] == "extra_forbidden":  # the unknown name is the sender's text: named only if it is a plain name
+        unknown = str(first["loc"][-1])
+        where = ".".join(str(part) for part in first["loc"][:-1][:4]) or "body"
+        named = f"unknown field {unknown}" if _PLAIN_NAME.fullmatch(unknown) else "an unknown field"
+        return f"{where}: {named}; accepted: {', '.join(model.model_fields)}"
     where = ".".join(str(part) for part in first["loc"][:4]) or "body"
-    if first["type"] == "extra_forbidden":
-        return f"{where}: unknown field; accepted: {', '.join(model.model_fields)}"
     return f"{where}: {first['msg'].removeprefix('Value error, ')}"
 
 

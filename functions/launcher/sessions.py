@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime
 
 from errors import JobOver, SessionNotFound
@@ -46,7 +47,8 @@ def create(settings: LauncherSettings, body: bytes, now: datetime) -> dict:
         try:  # the job's end may have been recorded while this session was made
             ledger_of(settings).check_not_over("gitlab", job)
         except JobOver:
-            release_session(clients.client, settings, answer["session"], slots)
+            with suppress(SessionNotFound):  # the hook may have released it already
+                release_session(clients.client, settings, answer["session"], slots)
             raise
     return answer
 
