@@ -187,6 +187,7 @@ class GitHubFake:
         self.tokens: dict[str, tuple[int, float]] = {}  # token -> (installation id, expires at)
         self.token_lifetime = 3600.0
         self.send_link = True
+        self.link_root: str | None = None  # another root for Link URLs (a misbehaving server)
         self.calls: list[Call] = []
         self.counts: Counter[str] = Counter()
         self.jit_configs: list[str] = []
@@ -212,7 +213,7 @@ class GitHubFake:
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
         self.url = f"http://{host}:{port}{API_PREFIX}"
-        threading.Thread(target=self._server.serve_forever, name="github-fake", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.02,), name="github-fake", daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -516,7 +517,7 @@ class GitHubFake:
         last = max(1, -(-len(runners) // per_page))
         if self.send_link and last > 1:
             where = f"repositories/{self._repo_id(root)}" if root.startswith("repos/") else root
-            url = f"{self.url}/{where}/actions/runners?per_page={per_page}&page="
+            url = f"{self.link_root or self.url}/{where}/actions/runners?per_page={per_page}&page="
             links = []
             if page < last:
                 links += [f'<{url}{page + 1}>; rel="next"', f'<{url}{last}>; rel="last"']
@@ -544,6 +545,7 @@ class GitHubFake:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
     fake: GitHubFake
 
     def _serve(self) -> None:
