@@ -223,7 +223,7 @@ def load_app(secret_json: str, api_url: str, **options) -> GitHubApp:
     if isinstance(key, str) and "\\n" in key and "\n" not in key.strip():
         key = key.replace("\\n", "\n")
     if not (isinstance(key, str) and "-----BEGIN" in key and "PRIVATE KEY-----" in key and "-----END" in key):
-        problems.append('"private_key" must be the App\'s private key in PEM ("-----BEGIN RSA PRIVATE KEY-----" ...)')
+        problems.append('"private_key" must be the App\'s private key in PEM, as GitHub gives it for download')
     if problems:
         raise AppSecretError("GitHub App secret: " + "; ".join(problems))
     return GitHubApp(api_url, app_id, key, **options)
