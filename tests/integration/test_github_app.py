@@ -400,11 +400,14 @@ def test_no_secret_shows_in_reprs_or_error_messages(installed):
     assert "PRIVATE KEY" not in repr(app)
 
 
-def test_an_app_is_not_pickled(github_fake):
+def test_an_app_is_not_pickled_and_its_errors_are(github_fake):
     import pickle
 
     with pytest.raises(TypeError):
         pickle.dumps(github_fake.app())
+    for error in (GitHubError(404, "not_found", "get-runner"), RateLimited(429, 30.0, "list-runners")):
+        copy = pickle.loads(pickle.dumps(error))  # noqa: S301 (our own bytes)
+        assert (type(copy), str(copy), copy.code) == (type(error), str(error), error.code)
 
 
 def test_an_app_loaded_from_its_secret_talks_to_github(github_fake):

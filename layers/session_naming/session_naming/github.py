@@ -80,6 +80,9 @@ class GitHubError(Exception):
         super().__init__(f"GitHub {operation} failed: HTTP {status} ({code})")
         self.status, self.code, self.operation = status, code, operation
 
+    def __reduce__(self):
+        return type(self), (self.status, self.code, self.operation)
+
 
 class RateLimited(GitHubError):
     """GitHub asks for a wait longer than the client's budget; ``wait`` is in seconds."""
@@ -88,6 +91,9 @@ class RateLimited(GitHubError):
         super().__init__(status, "rate_limited", operation)
         self.wait = wait
         self.args = (f"GitHub {operation} is rate limited: it asks for a {wait:.0f} s wait, more than the budget",)
+
+    def __reduce__(self):
+        return type(self), (self.status, self.wait, self.operation)
 
 
 class AppSecretError(ValueError):
