@@ -7,6 +7,11 @@
 # here: the instance role reads it from SSM, the script keeps it in one variable
 # and hands it to the runner. It is never written to disk or printed, which is
 # why tracing is switched off and never on.
+#
+# The image must hold: the GitHub Actions runner in RUNNER_DIR (run.sh), owned by
+# RUNNER_USER, a user other than root; curl; the AWS CLI; runuser and getent.
+# The instance role must allow ssm:GetParameter (with decryption) on the
+# parameter, and the instance must allow IMDSv2.
 set +x
 set -euo pipefail
 

@@ -284,7 +284,7 @@ class GitHubApp:
 
             try:
                 key = load_pem_private_key(self._pem.encode(), password=None)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, AttributeError):
                 raise AppSecretError("the GitHub App's private key is not a readable unencrypted PEM key") from None
             if not isinstance(key, RSAPrivateKey):
                 raise AppSecretError("the GitHub App's private key must be an RSA key (GitHub signs with RS256)")
