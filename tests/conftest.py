@@ -46,3 +46,12 @@ def launcher_stack(aws, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def github_fake():
+    """A fake GitHub REST API on a free loopback port, with its own App key and clock (tests/support/github_fake.py)."""
+    from tests.support.github_fake import GitHubFake
+
+    with GitHubFake() as fake:
+        yield fake

@@ -1,0 +1,596 @@
+"""A small GitHub App client: just-in-time runners registered, listed and deleted.
+
+The launcher registers one runner per job and the collector removes the
+registrations that sessions leave behind; that is six REST calls and a JWT,
+so this is a few functions over ``urllib3`` (already loaded with botocore)
+rather than an SDK on the cold-start path. PyJWT and cryptography are
+imported only when a JWT is signed: a launcher that never meets a GitHub job
+never pays for them.
+
+The client takes its HTTP pool, clock and sleep as arguments, so tests run it
+against a fake GitHub over loopback with a controlled clock. It follows
+GitHub's documented rate-limit rules (``retry-after``, ``x-ratelimit-*``,
+writes spaced a second apart) and waits only while a wait fits its budget;
+past that it raises ``RateLimited`` for the caller to report.
+
+Three things here are secrets: the App's private key, installation tokens and
+a runner's JIT configuration. None of them is ever in a ``repr``, a log or an
+exception message; neither is any response body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from urllib.parse import quote
+
+import urllib3
+
+from session_naming.name import SessionName, format_expires
+
+API_VERSION = "2022-11-28"
+MEDIA_TYPE = "application/vnd.github+json"
+USER_AGENT = "ec2-sessions"
+RUNNER_JITCONFIG_SUFFIX = "/runner-jitconfig"  # the session's SSM parameter holding the JIT config
+RUNNER_BASE_CHARS = 30  # of the base, in a runner name: 30 + 1 + 16 + 1 + 16 = 64, GitHub's limit
+WORK_FOLDER = "_work"
+PER_PAGE = 100  # GitHub's maximum page size
+
+JWT_BACKDATE_SECONDS = 60  # GitHub's advice against clock drift
+JWT_LIFETIME_SECONDS = 9 * 60  # GitHub refuses exp more than 10 minutes after iat
+TOKEN_MARGIN_SECONDS = 5 * 60  # an installation token is replaced this long before it expires
+RETRY_AFTER_DEFAULT = 60.0  # GitHub: "otherwise, wait for at least one minute"
+MAX_PAGES = 1000
+MAX_RATE_LIMIT_WAITS = 3  # per call: a limit that keeps coming back is not waited out forever
+
+_SEGMENT = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,100}", re.ASCII)
+_REGISTRATION = re.compile(
+    r"(?P<root>repos/(?P<owner>[A-Za-z0-9._-]{1,100})/(?P<repo>[A-Za-z0-9._-]{1,100})"
+    r"|orgs/(?P<org>[A-Za-z0-9._-]{1,100}))/actions/runners/(?P<id>[1-9][0-9]{0,18})",
+    re.ASCII,
+)
+_RUNNER_NAME = re.compile(
+    rf"(?P<prefix>[A-Za-z0-9._-]{{1,{RUNNER_BASE_CHARS}}})-(?P<expires>\d{{8}}T\d{{6}}Z)-(?P<token>[0-9a-f]{{16}})",
+    re.ASCII,
+)
+_NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "unprocessable",
+}
+
+
+class GitHubError(Exception):
+    """GitHub refused or failed a call: its status and a stable code, never a token, key or body.
+
+    ``status`` is 0 when GitHub could not be reached at all.
+    """
+
+    def __init__(self, status: int, code: str, operation: str = "call"):
+        super().__init__(f"GitHub {operation} failed: HTTP {status} ({code})")
+        self.status, self.code, self.operation = status, code, operation
+
+    def __reduce__(self):
+        return type(self), (self.status, self.code, self.operation)
+
+
+class RateLimited(GitHubError):
+    """GitHub asks for a wait longer than the client's budget; ``wait`` is in seconds."""
+
+    def __init__(self, status: int, wait: float, operation: str = "call"):
+        super().__init__(status, "rate_limited", operation)
+        self.wait = wait
+        self.args = (f"GitHub {operation} is rate limited: it asks for a {wait:.0f} s wait, more than the budget",)
+
+    def __reduce__(self):
+        return type(self), (self.status, self.wait, self.operation)
+
+
+class AppSecretError(ValueError):
+    """The GitHub App secret or key cannot be used; the message says why and never repeats it."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A just-in-time runner GitHub has registered.
+
+    ``path`` is the registration's API path relative to the API root (the
+    ``ec2-sessions:github-runner`` tag value). ``encoded_jit_config`` lets
+    one runner take one job: it is kept out of ``repr`` and ``str``; never
+    pass this object to ``dataclasses.asdict`` or a logger.
+    """
+
+    id: int
+    name: str
+    path: str
+    encoded_jit_config: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A registration as GitHub lists it."""
+
+    id: int
+    name: str
+    status: str  # "online" or "offline"
+    busy: bool
+    path: str
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    data: object
+
+
+@cache
+def default_pool() -> urllib3.PoolManager:
+    """One pool per container, made on first use: connections are reused across invocations."""
+    return urllib3.PoolManager(num_pools=4, maxsize=4, retries=False, timeout=urllib3.Timeout(connect=5, read=20))
+
+
+def _segment(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _SEGMENT.fullmatch(value):
+        raise ValueError(f"{what} must be 1 to 100 of A-Z a-z 0-9 . _ - (GitHub's names)")
+    return quote(value, safe="")
+
+
+def scope_root(scope: str, owner: str, repo: str | None = None) -> str:
+    """``repos/{owner}/{repo}`` (scope ``repo``) or ``orgs/{owner}`` (scope ``org``): where runners live."""
+    if scope == "repo":
+        return f"repos/{_segment(owner, 'owner')}/{_segment(repo, 'repository')}"
+    if scope == "org":
+        return f"orgs/{_segment(owner, 'organisation')}"
+    raise ValueError("scope must be 'repo' or 'org'")
+
+
+def parse_registration_path(path: object) -> tuple[str, str, str | None] | None:
+    """``(scope, owner, repo)`` of a registration path, or ``None`` for anything else.
+
+    A tag holds the path the collector will DELETE, and anyone who may tag a
+    resource may write it: only the two registration shapes pass, so no tag
+    can point a delete anywhere else in the API.
+    """
+    if not isinstance(path, str) or len(path) > 300:
+        return None
+    match = _REGISTRATION.fullmatch(path)
+    if match is None:
+        return None
+    if match["org"] is not None:
+        return ("org", match["org"], None) if _SEGMENT.fullmatch(match["org"]) else None
+    if not (_SEGMENT.fullmatch(match["owner"]) and _SEGMENT.fullmatch(match["repo"])):
+        return None
+    return "repo", match["owner"], match["repo"]
+
+
+def runner_name(session: SessionName) -> str:
+    """``<first 30 characters of the base>-<expires>-<token>``: at most 64 characters.
+
+    GitHub limits runner names to 64 characters; a session name may have 98.
+    The expiry and token stay whole, so the collector can trace a runner back
+    to its session and judge its expiry from the name alone.
+    """
+    if session.legacy:
+        raise ValueError("runner names are made for current-form session names only")
+    return f"{session.base[:RUNNER_BASE_CHARS]}-{format_expires(session.expires)}-{session.token}"
+
+
+def sessions_of_runner_name(text: object, bases: Iterable[str]) -> list[SessionName]:
+    """The session names of ``bases`` a runner name can stand for; ``[]`` for anything else.
+
+    Two owned bases that share their first 30 characters both answer, so a
+    caller can require every candidate to be deletable. Never raises.
+    """
+    if not isinstance(text, str) or len(text) > 64:
+        return []
+    match = _RUNNER_NAME.fullmatch(text)
+    if match is None:
+        return []
+    sessions = []
+    for base in dict.fromkeys(b for b in bases if isinstance(b, str)):
+        if base[:RUNNER_BASE_CHARS] == match["prefix"]:
+            session = SessionName.parse(f"{base}/{match['expires']}/{match['token']}")
+            if session is not None:
+                sessions.append(session)
+    return sessions
+
+
+def load_app(secret_json: str, api_url: str, **options) -> GitHubApp:
+    """The App from its Secrets Manager secret, JSON ``{"app_id": "<id>", "private_key": "<PEM>"}``.
+
+    Every problem is named at once; no message repeats the secret. A PEM
+    whose line breaks were pasted as ``\\n`` is mended, a common slip when
+    a key is put into JSON by hand. ``options`` go to ``GitHubApp``.
+    """
+    try:
+        data = json.loads(secret_json)
+    except (TypeError, ValueError):
+        data = None
+    if not isinstance(data, dict):
+        raise AppSecretError('GitHub App secret must be JSON: {"app_id": "<id>", "private_key": "<PEM>"}')
+    problems = []
+    app_id = data.get("app_id")
+    if isinstance(app_id, int) and not isinstance(app_id, bool) and app_id > 0:
+        app_id = str(app_id)
+    if not (isinstance(app_id, str) and app_id.isascii() and app_id.isdigit() and len(app_id) <= 20):
+        problems.append('"app_id" must be the App\'s numeric id (a string or a number)')
+    key = data.get("private_key")
+    if isinstance(key, str) and "\\n" in key and "\n" not in key.strip():
+        key = key.replace("\\n", "\n")
+    if not (isinstance(key, str) and "-----BEGIN" in key and "PRIVATE KEY-----" in key and "-----END" in key):
+        problems.append('"private_key" must be the App\'s private key in PEM, as GitHub gives it for download')
+    if problems:
+        raise AppSecretError("GitHub App secret: " + "; ".join(problems))
+    return GitHubApp(api_url, app_id, key, **options)
+
+
+class GitHubApp:
+    """A GitHub App: its JWT, installation tokens, and the runner calls made with them.
+
+    ``max_wait`` bounds the seconds one call may spend waiting out rate
+    limits and retries; ``write_interval`` spaces writes (GitHub asks for a
+    second between them; token creation is exempt, as in Octokit's
+    throttling). Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        app_id: str | int,
+        private_key_pem: str,
+        *,
+        http: urllib3.PoolManager | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait: float = 10.0,
+        retries: int = 2,
+        write_interval: float = 1.0,
+    ):
+        self.api_url = api_url.rstrip("/")
+        self.app_id = str(app_id)
+        self._pem = private_key_pem
+        self._key = None
+        self._http = http
+        self._clock, self._sleep = clock, sleep
+        self.max_wait, self.retries, self.write_interval = max_wait, retries, write_interval
+        self._lock = threading.Lock()
+        self._tokens: dict[int, tuple[str, float]] = {}
+        self._blocked: dict[str, float] = {}  # per credential: no request before this epoch second
+        self._last_write = float("-inf")
+
+    def __repr__(self) -> str:
+        return f"GitHubApp(api_url={self.api_url!r}, app_id={self.app_id!r})"
+
+    def __getstate__(self):
+        raise TypeError("a GitHubApp holds secrets and is not pickled")
+
+    # -- credentials ---------------------------------------------------------
+
+    def _signing_key(self):
+        if self._key is None:
+            from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+            from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+            try:
+                key = load_pem_private_key(self._pem.encode(), password=None)
+            except (ValueError, TypeError, AttributeError):
+                raise AppSecretError("the GitHub App's private key is not a readable unencrypted PEM key") from None
+            if not isinstance(key, RSAPrivateKey):
+                raise AppSecretError("the GitHub App's private key must be an RSA key (GitHub signs with RS256)")
+            self._key = key
+        return self._key
+
+    def app_jwt(self) -> str:
+        """A JWT for the App itself (RS256): ``iat`` a minute back, ``exp`` nine minutes after ``iat``."""
+        import jwt
+
+        issued = int(self._clock()) - JWT_BACKDATE_SECONDS
+        claims = {"iat": issued, "exp": issued + JWT_LIFETIME_SECONDS, "iss": self.app_id}
+        return jwt.encode(claims, self._signing_key(), algorithm="RS256")
+
+    def installation_token(self, installation_id: int) -> str:
+        """A token for the installation, reused until 5 minutes before it expires."""
+        installation_id = _positive(installation_id, "installation id")
+        with self._lock:
+            cached = self._tokens.get(installation_id)
+        if cached and self._clock() < cached[1] - TOKEN_MARGIN_SECONDS:
+            return cached[0]
+        operation = "create-installation-token"
+        answer = self._call(
+            "POST",
+            f"app/installations/{installation_id}/access_tokens",
+            self.app_jwt(),
+            operation,
+            expect=(201,),
+            paced=False,
+        )
+        data = answer.data if isinstance(answer.data, dict) else {}
+        token, expires = data.get("token"), _epoch(data.get("expires_at"))
+        if not isinstance(token, str) or not token or expires is None:
+            raise GitHubError(answer.status, "bad_response", operation)
+        with self._lock:
+            self._tokens[installation_id] = (token, expires)
+        return token
+
+    def installation_for(self, owner: str, repo: str | None = None) -> int:
+        """The App's installation on a repository, or on an organisation when ``repo`` is ``None``."""
+        path = scope_root("repo" if repo is not None else "org", owner, repo)
+        answer = self._call("GET", f"{path}/installation", self.app_jwt(), "get-installation")
+        data = answer.data if isinstance(answer.data, dict) else {}
+        try:
+            return _positive(data.get("id"), "installation id")
+        except ValueError:
+            raise GitHubError(answer.status, "bad_response", "get-installation") from None
+
+    def forget_tokens(self) -> None:
+        """Drop every cached installation token (tests; a revoked installation)."""
+        with self._lock:
+            self._tokens.clear()
+
+    # -- runners -------------------------------------------------------------
+
+    def generate_jitconfig(
+        self,
+        token: str,
+        scope: str,
+        owner: str,
+        repo: str | None,
+        name: str,
+        runner_group_id: int,
+        labels: Iterable[str],
+    ) -> Registration:
+        """Register a just-in-time runner; its configuration is in the answer only."""
+        root = scope_root(scope, owner, repo)
+        labels = list(labels)
+        if not isinstance(name, str) or not 1 <= len(name) <= 64:
+            raise ValueError("runner name must be 1 to 64 characters")
+        if not labels or not all(isinstance(label, str) and label for label in labels):
+            raise ValueError("labels must be a non-empty list of non-empty strings")
+        body = {
+            "name": name,
+            "runner_group_id": _positive(runner_group_id, "runner group id"),
+            "labels": labels,
+            "work_folder": WORK_FOLDER,
+        }
+        operation = "generate-jitconfig"
+        answer = self._call("POST", f"{root}/actions/runners/generate-jitconfig", token, operation, body, (201,))
+        data = answer.data if isinstance(answer.data, dict) else {}
+        runner, config = data.get("runner"), data.get("encoded_jit_config")
+        try:
+            ident = _positive(runner.get("id") if isinstance(runner, dict) else None, "runner id")
+        except ValueError:
+            ident = None
+        if ident is None or not isinstance(config, str) or not config or not isinstance(runner.get("name"), str):
+            raise GitHubError(answer.status, "bad_response", operation)
+        return Registration(ident, runner["name"], f"{root}/actions/runners/{ident}", config)
+
+    def get_runner(self, token: str, path: str) -> Runner | None:
+        """The registration at ``path``, or ``None`` when GitHub no longer has it."""
+        _registration(path)
+        answer = self._call("GET", path, token, "get-runner", missing_ok=True)
+        if answer is None:
+            return None
+        runner = _runner(answer.data, path.rsplit("/", 1)[0])
+        if runner is None:
+            raise GitHubError(answer.status, "bad_response", "get-runner")
+        return runner
+
+    def delete_runner(self, token: str, path: str) -> bool:
+        """Delete a registration; ``False`` when it was already gone (done all the same)."""
+        _registration(path)
+        return self._call("DELETE", path, token, "delete-runner", expect=(204,), missing_ok=True) is not None
+
+    def list_runners(self, token: str, scope: str, owner: str, repo: str | None = None) -> list[Runner]:
+        """Every registration of a repository or organisation, page by page.
+
+        Follows ``Link: rel="next"`` while GitHub sends it, page numbers
+        otherwise; a next link that leaves the API root is refused, so a
+        token is never sent to another host.
+        """
+        root = scope_root(scope, owner, repo)
+        base = f"{root}/actions/runners"
+        runners: dict[int, Runner] = {}
+        path = f"{base}?per_page={PER_PAGE}&page=1"
+        for page in range(1, MAX_PAGES + 1):
+            answer = self._call("GET", path, token, "list-runners")
+            data = answer.data if isinstance(answer.data, dict) else {}
+            batch, total = data.get("runners"), data.get("total_count")
+            if not isinstance(batch, list) or not isinstance(total, int):
+                raise GitHubError(answer.status, "bad_response", "list-runners")
+            for item in batch:
+                runner = _runner(item, base)
+                if runner is None:
+                    raise GitHubError(answer.status, "bad_response", "list-runners")
+                runners[runner.id] = runner
+            following = _next_link(answer.headers.get("link"))
+            if following is not None:
+                if not following.startswith(self.api_url + "/"):
+                    raise GitHubError(answer.status, "bad_link", "list-runners")
+                path = following[len(self.api_url) + 1 :]
+            elif batch and len(runners) < total:
+                path = f"{base}?per_page={PER_PAGE}&page={page + 1}"
+            else:
+                break
+        return list(runners.values())
+
+    # -- HTTP ----------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        credential: str,
+        operation: str,
+        body: dict | None = None,
+        expect: tuple[int, ...] = (200,),
+        *,
+        missing_ok: bool = False,
+        paced: bool = True,
+    ) -> _Answer | None:
+        """One request, with GitHub's rate-limit rules and a few retries of 5xx and lost connections."""
+        headers = {
+            "Accept": MEDIA_TYPE,
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": USER_AGENT,
+            "Authorization": f"Bearer {credential}",
+        }
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        waited, failures, limited = 0.0, 0, 0
+        while True:
+            waited += self._wait_out_block(credential, operation, self.max_wait - waited)
+            if paced and method != "GET":
+                self._space_writes()
+            try:
+                response = (self._http or default_pool()).request(
+                    method,
+                    f"{self.api_url}/{path}",
+                    body=payload,
+                    headers=headers,
+                    retries=False,
+                    redirect=False,
+                )
+            except urllib3.exceptions.HTTPError:
+                failures += 1
+                waited += self._back_off(failures, waited, GitHubError(0, "unreachable", operation))
+                continue
+            self._note_limits(credential, response.headers)
+            status = response.status
+            if status in expect:
+                return _Answer(status, response.headers, _json(response.data, status, operation))
+            if status == 404 and missing_ok:
+                return None
+            wait = self._rate_limit_wait(status, response.headers, response.data)
+            if wait is not None:
+                limited += 1
+                if waited + wait > self.max_wait or limited > MAX_RATE_LIMIT_WAITS:
+                    raise RateLimited(status, wait, operation)
+                self._sleep(wait)
+                waited += wait
+                continue
+            if status >= 500:
+                failures += 1
+                waited += self._back_off(failures, waited, GitHubError(status, "server_error", operation))
+                continue
+            if status == 401:
+                self._drop_token(credential)
+            raise GitHubError(status, _CODES.get(status, f"http_{status}"), operation)
+
+    def _back_off(self, failures: int, waited: float, error: GitHubError) -> float:
+        delay = float(2 ** (failures - 1))
+        if failures > self.retries or waited + delay > self.max_wait:
+            raise error
+        self._sleep(delay)
+        return delay
+
+    def _rate_limit_wait(self, status: int, headers, data: bytes) -> float | None:
+        """Seconds GitHub asks for, when this answer is a rate limit; ``None`` otherwise."""
+        if status not in (403, 429):
+            return None
+        retry_after = headers.get("retry-after")
+        if retry_after is not None:
+            return float(retry_after) if retry_after.strip().isdigit() else RETRY_AFTER_DEFAULT
+        if headers.get("x-ratelimit-remaining") == "0":
+            reset = headers.get("x-ratelimit-reset", "")
+            if reset.strip().isdigit():
+                return max(0.0, int(reset) - self._clock()) + 1.0
+            return RETRY_AFTER_DEFAULT
+        if status == 429 or b"secondary rate limit" in (data or b"").lower():
+            return RETRY_AFTER_DEFAULT
+        return None
+
+    def _note_limits(self, credential: str, headers) -> None:
+        """An answer that spent the credential's last request blocks it until the reset."""
+        reset = headers.get("x-ratelimit-reset", "")
+        if headers.get("x-ratelimit-remaining") == "0" and reset.strip().isdigit():
+            with self._lock:
+                self._blocked[credential] = float(reset)
+
+    def _wait_out_block(self, credential: str, operation: str, budget: float) -> float:
+        with self._lock:
+            until = self._blocked.get(credential, 0.0)
+        wait = until - self._clock()
+        if wait <= 0:
+            return 0.0
+        if wait + 1.0 > budget:
+            raise RateLimited(0, wait + 1.0, operation)
+        self._sleep(wait + 1.0)
+        with self._lock:
+            self._blocked.pop(credential, None)
+        return wait + 1.0
+
+    def _space_writes(self) -> None:
+        with self._lock:
+            now = self._clock()
+            due = max(now, self._last_write + self.write_interval)
+            self._last_write = due
+        if due > now:
+            self._sleep(due - now)
+
+    def _drop_token(self, credential: str) -> None:
+        with self._lock:
+            for installation, (token, _) in list(self._tokens.items()):
+                if token == credential:
+                    del self._tokens[installation]
+
+
+def _positive(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
+        raise ValueError(f"{what} must be a positive whole number")
+    return value
+
+
+def _registration(path: object) -> None:
+    if parse_registration_path(path) is None:
+        raise ValueError("not a runner registration path (repos/O/R/actions/runners/N or orgs/O/actions/runners/N)")
+
+
+def _runner(item: object, base: str) -> Runner | None:
+    if not isinstance(item, dict):
+        return None
+    ident, name, status, busy = (item.get(k) for k in ("id", "name", "status", "busy"))
+    if not (isinstance(ident, int) and not isinstance(ident, bool) and ident > 0):
+        return None
+    if not (isinstance(name, str) and isinstance(status, str) and isinstance(busy, bool)):
+        return None
+    return Runner(ident, name, status, busy, f"{base}/{ident}")
+
+
+def _json(raw: bytes, status: int, operation: str) -> object:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise GitHubError(status, "bad_response", operation) from None
+
+
+def _epoch(text: object) -> float | None:
+    """GitHub's ``2016-07-11T22:14:10Z`` as epoch seconds, or ``None``."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
+
+
+def _next_link(header: str | None) -> str | None:
+    if not header:
+        return None
+    match = _NEXT_LINK.search(header)
+    return match[1] if match else None
