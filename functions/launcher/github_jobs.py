@@ -5,19 +5,31 @@ in the allow-list, both before any AWS or GitHub call. ``queued`` claims the
 job, so redeliveries and second hooks answer the same session; ``completed``
 (any conclusion, cancelled included) records the job as over and releases
 what it has, so a ``queued`` that comes later makes nothing.
+
+With a GitHub App configured (and a launch template, since a runner needs an
+instance) the job runs on its session: a just-in-time runner is registered
+under the session's runner name, its configuration goes only to the
+SecureString ``/<session>/runner-jitconfig``, and the instance's user data
+fetches it and runs the runner. A failure at any step deletes the
+registration with everything else.
 """
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import suppress
 from datetime import datetime
+from functools import cache
 
-from errors import JobOver, SessionNotFound
-from launch import Extras, create_session, release_job, release_session
+from errors import JobOver
+from launch import Extras, create_session, release_job, sessions_tagged
 from payloads import WorkflowJobDelivery, parse_body
-from session_naming import GITHUB_JOB_TAG, clients
+from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, SessionName, clients
 from session_naming.settings import LauncherSettings
 from sessions import ledger_of, slots_of
+
+JITCONFIG = "runner-jitconfig"
+SECRET_MAX_AGE_SECONDS = 300
 
 
 def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -> tuple[int, dict]:
@@ -35,9 +47,26 @@ def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -
     if delivery.action == "queued":
         return queued(settings, delivery, now)
     if delivery.action == "completed":
-        ledger_of(settings).end("github", str(job.id), now)
-        return 200, release_job(clients.client, settings, GITHUB_JOB_TAG, str(job.id), slots_of(settings))
+        return completed(settings, delivery, now)
     return 202, {"ignored": "only queued and completed jobs change sessions"}
+
+
+def github_app(settings: LauncherSettings):
+    """The configured GitHub App, or ``None``; one client per key, so installation tokens are reused."""
+    if settings.github.app_secret_arn is None:
+        return None
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    provider = SecretsProvider(boto3_client=clients.client("secretsmanager", settings.region))
+    secret = provider.get(settings.github.app_secret_arn, max_age=SECRET_MAX_AGE_SECONDS)
+    return _app(hashlib.sha256(secret.encode()).hexdigest(), secret, settings.github.api_url)
+
+
+@cache
+def _app(_fingerprint: str, secret: str, api_url: str):
+    from session_naming.github import load_app
+
+    return load_app(secret, api_url)
 
 
 def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict]:
@@ -48,24 +77,87 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
         return 202, {"ignored": "the job is already over"}
     if existing is not None:
         return 200, existing
+    name = SessionName.make(settings.session_bases[0], settings.default_lifetime, now)
+    app = github_app(settings) if settings.launch_template_id else None
+    registration, token = None, None
     try:
+        extras = Extras(tags={GITHUB_JOB_TAG: job})
+        if app is not None and delivery.installation is not None and delivery.repository is not None:
+            from session_naming.github import runner_name
+            from user_data import runner_user_data
+
+            token = app.installation_token(delivery.installation.id)
+            scope = settings.github.runner_scope
+            owner, repo = owner_and_repo(delivery)
+            registration = app.generate_jitconfig(
+                token,
+                scope,
+                owner,
+                repo if scope == "repo" else None,
+                runner_name(name),
+                settings.github.runner_group_id,
+                delivery.workflow_job.labels,
+            )
+            extras = Extras(
+                tags={GITHUB_JOB_TAG: job, GITHUB_RUNNER_TAG: registration.path},
+                secrets={JITCONFIG: registration.encoded_jit_config},
+                user_data=runner_user_data(f"/{name}/{JITCONFIG}"),
+            )
         answer = create_session(
             clients.client,
             settings,
-            settings.session_bases[0],
+            name.base,
             settings.default_lifetime,
             now,
             slots=slots,
             instance=bool(settings.launch_template_id),
-            extras=Extras(tags={GITHUB_JOB_TAG: job}),
+            extras=extras,
+            name=name,
         )
+        if registration is not None:
+            answer["runner"] = {"id": registration.id, "name": registration.name}
     except BaseException:
+        if registration is not None and app is not None and token is not None:
+            with suppress(Exception):  # left offline; the collector removes it once the session has expired
+                app.delete_runner(token, registration.path)
         ledger.abandon("github", job)
         raise
     try:
         ledger.settle("github", job, answer)
     except JobOver:
-        with suppress(SessionNotFound):  # the completed delivery may have released it already
-            release_session(clients.client, settings, answer["session"], slots)
+        release(settings, delivery, {name: dict(extras.tags)})
         return 202, {"ignored": "the job ended while its session was made; it is released"}
     return 201, answer
+
+
+def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict]:
+    job = str(delivery.workflow_job.id)
+    ledger_of(settings).end("github", job, now)
+    return 200, release(settings, delivery, sessions_tagged(clients.client, settings, GITHUB_JOB_TAG, job))
+
+
+def release(settings: LauncherSettings, delivery: WorkflowJobDelivery, sessions: dict) -> dict:
+    """Release the job's sessions and delete their runner registrations (gone already is done)."""
+    answer = release_job(clients.client, settings, sessions, slots_of(settings))
+    app = github_app(settings)
+    if app is None or delivery.installation is None or delivery.repository is None:
+        return answer
+    from session_naming.github import parse_registration_path, runner_name
+
+    token = app.installation_token(delivery.installation.id)
+    owner, repo = (part.lower() for part in owner_and_repo(delivery))
+    for name, tags in sessions.items():
+        path = tags.get(GITHUB_RUNNER_TAG)
+        where = parse_registration_path(path)
+        if where is None or where[1].lower() != owner or (where[2] is not None and where[2].lower() != repo):
+            continue  # not a registration of this job's repository or organisation: never ours to delete
+        runner = app.get_runner(token, path)
+        if runner is not None and runner.name == runner_name(name):  # the tag must point at this session's runner
+            app.delete_runner(token, path)
+    return answer
+
+
+def owner_and_repo(delivery: WorkflowJobDelivery) -> tuple[str, str]:
+    """The job's repository as ``full_name`` gives it (the owner object may name another account)."""
+    owner, _, repo = delivery.repository.full_name.partition("/") if delivery.repository else ("", "", "")
+    return owner, repo

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from launch import release_job
+from launch import release_job, sessions_tagged
 from payloads import GitLabJobHook, parse_body
 from session_naming import GITLAB_JOB_TAG, clients
 from session_naming.settings import LauncherSettings
@@ -29,4 +29,5 @@ def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -
         return 202, {"ignored": "the job has not finished"}
     job = f"{hook.project_id}/{hook.build_id}"
     ledger_of(settings).end("gitlab", job, now)
-    return 200, release_job(clients.client, settings, GITLAB_JOB_TAG, job, slots_of(settings))
+    sessions = sessions_tagged(clients.client, settings, GITLAB_JOB_TAG, job)
+    return 200, release_job(clients.client, settings, sessions, slots_of(settings))

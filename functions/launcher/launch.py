@@ -10,7 +10,6 @@ the collector runs, and the layer's one rule for what a session keeps.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -168,7 +167,7 @@ def run_instance(ec2, settings, name, group_id, tags, user_data, interfaces) -> 
                 for i in interfaces
             ]
         }
-    more = {"UserData": base64.b64encode(user_data.encode()).decode()} if user_data else {}
+    more = {"UserData": user_data} if user_data else {}  # botocore base64-encodes it
     answer = ec2.run_instances(
         LaunchTemplate={"LaunchTemplateId": settings.launch_template_id},
         MinCount=1,
@@ -244,21 +243,30 @@ def release_session(clients, settings: LauncherSettings, name: SessionName, slot
     return {"session": name, **report}
 
 
-def sessions_tagged(clients, settings: LauncherSettings, key: str, value: str) -> list[SessionName]:
-    """The owned sessions whose key pair or group carries ``key=value`` (every create makes both at once)."""
+def sessions_tagged(clients, settings: LauncherSettings, key: str, value: str) -> dict[SessionName, dict[str, str]]:
+    """The owned sessions whose key pair or group carries ``key=value``, with those resources' tags.
+
+    Every create makes the key pair and the group at once, so one of them is
+    there for any session a crash left half-made.
+    """
     ec2 = clients("ec2", settings.region)
     wanted = [{"Name": f"tag:{key}", "Values": [value]}]
     tagged = [k.get("Tags") for k in ec2.describe_key_pairs(Filters=wanted)["KeyPairs"]]
     for page in ec2.get_paginator("describe_security_groups").paginate(Filters=wanted):
         tagged += [g.get("Tags") for g in page["SecurityGroups"]]
-    names = {SessionName.parse({t["Key"]: t["Value"] for t in tags or ()}.get(SESSION_TAG)) for tags in tagged}
-    return sorted(n for n in names if n is not None and n.base in settings.session_bases)
+    found: dict[SessionName, dict[str, str]] = {}
+    for tags in tagged:
+        as_dict = {t["Key"]: t["Value"] for t in tags or ()}
+        name = SessionName.parse(as_dict.get(SESSION_TAG))
+        if name is not None and name.base in settings.session_bases:
+            found.setdefault(name, {}).update(as_dict)
+    return dict(sorted(found.items()))
 
 
-def release_job(clients, settings: LauncherSettings, tag: str, job: str, slots: Slots) -> dict:
-    """Release every session tagged with a CI job; a kept one stays, and says so."""
+def release_job(clients, settings: LauncherSettings, sessions, slots: Slots) -> dict:
+    """Release a CI job's sessions; a kept one stays, and says so."""
     released, kept = [], []
-    for name in sessions_tagged(clients, settings, tag, job):
+    for name in sessions:
         try:
             release_session(clients, settings, name, slots)
         except SessionKept:

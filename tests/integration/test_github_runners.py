@@ -1,0 +1,176 @@
+"""GitHub jobs run on their session: a JIT runner registered per job, against the fake GitHub over loopback.
+
+The deliveries are octokit's real payloads (tests/events/github), signed as
+GitHub signs them; the fake checks the App's JWT, its installation tokens,
+headers and bodies as GitHub does.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+
+import pytest
+from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, SESSION_TAG, clients
+from session_naming.github import runner_name
+
+from tests.support.clients import client_factory
+from tests.support.faults import Faults
+from tests.support.function_url import answer, url_event
+from tests.support.handlers import LambdaContext, load_fixture, load_handler
+from tests.support.seed import inventory
+from tests.support.stack import REGION, make_launch_template
+
+JOB = 289782451
+ROOT = "repos/codertocat/hello-world"
+NOTHING = {"instance": set(), "parameter": set(), "key_pair": set(), "security_group": set()}
+
+
+@pytest.fixture
+def look(aws):
+    return client_factory()
+
+
+@pytest.fixture
+def launcher(launcher_stack, look, github_fake, monkeypatch):
+    secret = json.dumps({"app_id": str(github_fake.app_id), "private_key": github_fake.private_key_pem})
+    arn = look("secretsmanager", REGION).create_secret(Name="ec2-sessions/github-app", SecretString=secret)["ARN"]
+    github_fake.install("Codertocat")
+    for key, value in {
+        "GITHUB_APP_SECRET_ARN": arn,
+        "GITHUB_API_URL": github_fake.url,
+        "LAUNCH_TEMPLATE_ID": make_launch_template(look),
+        "GITHUB_REPOSITORIES": "codertocat/*",
+    }.items():
+        monkeypatch.setenv(key, value)
+    handler = load_handler("launcher")
+
+    def invoke(event):
+        return answer(handler.lambda_handler(event, LambdaContext()))
+
+    invoke.module, invoke.env, invoke.github = handler, monkeypatch.setenv, github_fake
+    return invoke
+
+
+def delivery(action: str, delivery_id: str, labels=("self-hosted", "ec2-session"), repository=None):
+    fixture = {
+        "queued": "workflow_job-queued.payload.json",
+        "completed": "workflow_job-completed.success.with-organization.payload.json",
+    }[action]
+    payload = json.loads(load_fixture(f"github/{fixture}"))
+    payload["workflow_job"].update(id=JOB, labels=list(labels))
+    payload["installation"] = {"id": 3456996}
+    if repository:
+        payload["repository"]["full_name"] = repository
+    headers = {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": delivery_id}
+    return url_event("POST", "/github", json.dumps(payload), headers)
+
+
+def instance_of(look, session):
+    reservations = look("ec2", REGION).describe_instances(Filters=[{"Name": "tag:Name", "Values": [session]}])
+    return reservations["Reservations"][0]["Instances"][0]
+
+
+def test_queued_registers_a_jit_runner_and_starts_the_instance_with_it(launcher, look):
+    status, made = launcher(delivery("queued", "d-1"))
+
+    assert status == 201, made
+    session = made["session"]
+    registration = f"{ROOT}/actions/runners/{made['runner']['id']}"
+    assert made["runner"]["name"] == runner_name(__import__("session_naming").SessionName(session))
+    assert launcher.github.runner_names(ROOT) == {made["runner"]["name"]}
+    [config] = launcher.github.jit_configs
+    parameter = look("ssm", REGION).get_parameter(Name=f"/{session}/runner-jitconfig", WithDecryption=True)
+    assert parameter["Parameter"]["Value"] == config and parameter["Parameter"]["Type"] == "SecureString"
+    instance = instance_of(look, session)
+    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    assert tags[GITHUB_RUNNER_TAG].lower() == registration
+    assert tags[GITHUB_JOB_TAG] == str(JOB) and tags[SESSION_TAG] == session
+    user_data = look("ec2", REGION).describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+    script = base64.b64decode(user_data["UserData"]["Value"]).decode()
+    assert f"/{session}/runner-jitconfig" in script and config not in script
+    assert config not in json.dumps(made)
+
+
+def test_completed_releases_the_session_and_deletes_its_registration(launcher, look):
+    _, made = launcher(delivery("queued", "d-1"))
+
+    status, body = launcher(delivery("completed", "d-2"))
+
+    assert (status, body) == (200, {"released": [made["session"]], "kept": []})
+    assert launcher.github.runner_names(ROOT) == set()
+    assert inventory(look, REGION) == NOTHING
+
+
+def test_a_second_queued_delivery_for_the_job_answers_the_same_session(launcher, look):
+    first = launcher(delivery("queued", "d-1"))
+    second = launcher(delivery("queued", "another-hook"))
+
+    assert first[0] == 201 and second == (200, first[1])
+    assert len(launcher.github.runner_names(ROOT)) == 1
+    assert len(inventory(look, REGION)["key_pair"]) == 1
+
+
+@pytest.mark.parametrize("label", ["EC2-Session", "EC2-SESSION"])
+def test_labels_match_in_any_letter_case(launcher, label):
+    assert launcher(delivery("queued", "d-1", labels=("self-hosted", label)))[0] == 201
+
+
+def test_a_repository_outside_the_allow_list_is_ignored_before_any_call(launcher, look):
+    status, _ = launcher(delivery("queued", "d-1", repository="someone-else/Hello-World"))
+
+    assert status == 202
+    assert launcher.github.calls == [] and inventory(look, REGION) == NOTHING
+
+
+@pytest.mark.parametrize("failing", ["RunInstances", "PutParameter"])
+def test_a_failure_after_the_registration_rolls_back_everything_the_registration_included(launcher, look, failing):
+    service = "ssm" if failing == "PutParameter" else "ec2"
+    Faults().inject(clients.client(service, REGION), failing, "InternalError", status=400)
+
+    status, _ = launcher(delivery("queued", "d-1"))
+
+    assert status == 500
+    assert launcher.github.runner_names(ROOT) == set()
+    assert inventory(look, REGION) == NOTHING
+    Faults().inject(clients.client(service, REGION), failing, "InternalError", times=0)
+
+
+def test_too_many_live_sessions_rolls_back_the_registration_too(launcher, look):
+    launcher.env("MAX_LIVE_SESSIONS", "1")
+    launcher(url_event("POST", "/sessions", {}))
+
+    status, body = launcher(delivery("queued", "d-1"))
+
+    assert (status, body["error"]) == (429, "too_many_sessions")
+    assert launcher.github.runner_names(ROOT) == set()
+    assert len(inventory(look, REGION)["key_pair"]) == 1
+
+
+def test_completed_before_queued_makes_nothing_and_registers_nothing(launcher, look):
+    assert launcher(delivery("completed", "d-2")) == (200, {"released": [], "kept": []})
+
+    status, _ = launcher(delivery("queued", "d-1"))
+
+    assert status == 202
+    assert launcher.github.runner_names(ROOT) == set() and inventory(look, REGION) == NOTHING
+
+
+def test_the_jit_config_and_the_app_key_never_reach_the_logs(launcher):
+    logger, stream = launcher.module.logger, io.StringIO()
+    capture = logging.StreamHandler(stream)
+    capture.setFormatter(logger.registered_formatter)
+    logger.addHandler(capture)
+    logger.setLevel("DEBUG")
+    try:
+        launcher(delivery("queued", "d-1"))
+        launcher(delivery("completed", "d-2"))
+    finally:
+        logger.removeHandler(capture)
+    logs = stream.getvalue()
+
+    assert '"session created"' in logs
+    for secret in [*launcher.github.jit_configs, launcher.github.private_key_pem.splitlines()[1]]:
+        assert secret not in logs
