@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from session_naming import clients
 from session_naming.settings import load_collector
-from sweep import sweep
+from sweep import summary_for_log, sweep
 from trigger import requested_dry_run
 
 logger = Logger()
@@ -27,7 +27,7 @@ def lambda_handler(event, context):
         on_outcome=log_outcome,
     )
     publish_metrics(summary)
-    logger.info("sweep finished", extra={"summary": summary})
+    logger.info("sweep finished", extra={"summary": summary_for_log(summary)})  # one event: at most 256 KB
     return summary
 
 

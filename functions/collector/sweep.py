@@ -9,6 +9,7 @@ mode for when something else spends it too.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,20 +18,25 @@ from datetime import datetime
 
 from pacing import EC2_BURST, Pacer
 from session_naming.resources import (
+    IMAGES,
     ORDER,
-    PARAMETERS,
     SECURITY_GROUPS,
+    SNAPSHOTS,
     Found,
     InUse,
     error_code,
     groups_in_use,
-    kept_sessions,
-    refusal,
+    judge,
 )
 from session_naming.settings import CollectorSettings
 
 # Stop while this much Lambda time is left: enough to log and answer.
 TIME_RESERVE_SECONDS = 10.0
+# CloudWatch Logs takes events of at most 256 KB; the log line wraps the summary in
+# Powertools' own keys, which this leaves ample room for.
+LOG_BUDGET_BYTES = 200_000
+# Entries a list keeps in the logged summary, tried in turn until it fits.
+LOG_LIST_CAPS = (100, 10, 1, 0)
 
 
 class Budget:
@@ -102,7 +108,7 @@ def sweep(
 
 
 def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) -> RegionReport:
-    """List every kind to its end, then delete in ORDER.
+    """List every kind to its end, judge, then delete in ORDER.
 
     Listing first has two reasons. Page tokens may be positions (moto's
     DescribeParameters tokens are), so deleting while paging would skip
@@ -110,10 +116,15 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
     is tagged keep, which only the whole listing can tell: if any kind
     cannot be listed, nothing in the region is deleted this run. Only small
     ``Found`` records are held; descriptions come one page at a time.
+    Judging is per resource: one that cannot be judged (any exception) is
+    reported failed and the others are swept.
     """
     report = RegionReport()
+    gone: set[str] = set()  # identifiers deleted (or, in a dry run, that would be) this run
 
     def record(found: Found, outcome: str, detail: str | None = None):
+        if outcome == "deleted":
+            gone.add(found.ident)
         report.record(found, outcome, detail)
         on_outcome(region, found, outcome, detail)
 
@@ -121,25 +132,30 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
     listed: dict[str, list[Found]] = {}
     try:
         for kind in ORDER:
-            listed[kind.name] = [
-                found for page in kind.pages(clients(kind.service, region), patterns) for found in page
-            ]
-        kept = kept_sessions(
-            (found for founds in listed.values() for found in founds), clients("ssm", region), patterns
-        )
+            listed[kind.name] = kind.listing(clients, region, patterns)
     except Exception as error:  # cannot prove what is kept: report it, delete nothing here, sweep the others
-        failed_kind = next((kind.name for kind in ORDER if kind.name not in listed), PARAMETERS.name)
+        failed_kind = next(kind.name for kind in ORDER if kind.name not in listed)
         report[failed_kind].failed.append({"name": f"<listing {region}>", "error": error_code(error)})
         return report
 
-    def judge(found: Found) -> str | None:
-        """Why ``found`` is kept, or ``None`` when it is due."""
-        reason = refusal(found, settings.session_bases, settings.sweep_untagged)
-        if reason is None and found.name in kept:
-            reason = "keep-tag"
-        if reason is None and not found.session.is_expired(now, settings.grace):
-            reason = "not-expired"
-        return reason
+    verdicts = judge((f for founds in listed.values() for f in founds), settings.session_bases, settings.sweep_untagged)
+    for found, reason in verdicts.kept:
+        record(found, "kept", reason)
+    for found, code in verdicts.failed:
+        record(found, "failed", code)
+    due: dict[str, list[Found]] = {kind.name: [] for kind in ORDER}
+    for found in verdicts.deletable:
+        try:
+            expired = found.session.is_expired(now, settings.grace)
+        except Exception as error:  # rule 8: one resource's arithmetic is that resource's problem
+            record(found, "failed", error_code(error))
+            continue
+        if not expired:
+            record(found, "kept", "not-expired")
+        elif found.in_use:  # attached or associated when listed: no mutating call spent on it
+            record(found, "kept", "in-use")
+        else:
+            due[found.kind].append(found)
 
     # Each region has its own EC2 bucket. Leaving in it as many tokens as
     # calls can be in flight means a call delayed on the way never finds it empty.
@@ -147,30 +163,34 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
         for kind in ORDER:
             client = clients(kind.service, region)
-            due = []
-            for found in listed[kind.name]:
-                reason = judge(found)
-                if reason:
-                    record(found, "kept", reason)
-                else:
-                    due.append(found)
-            if kind is SECURITY_GROUPS and due:
+            todo = due[kind.name]
+            if kind is SECURITY_GROUPS and todo:
                 try:
-                    busy = groups_in_use(client, [found.ident for found in due])
+                    busy = groups_in_use(client, [found.ident for found in todo])
                 except Exception as error:  # unknown attachments: keep every group this run
-                    busy = {found.ident for found in due}
+                    busy = {found.ident for found in todo}
                     report[kind.name].failed.append({"name": f"<in-use check {region}>", "error": error_code(error)})
-                for found in (f for f in due if f.ident in busy):
-                    record(found, "kept", "in-use")
-                due = [found for found in due if found.ident not in busy]
+                todo = _keep_busy(todo, busy, record)
+            if kind is SNAPSHOTS and todo:
+                # An AMI listed and not deregistered this run still holds its snapshots.
+                held = {s for image in listed[IMAGES.name] if image.ident not in gone for s in image.uses}
+                todo = _keep_busy(todo, held, record)
             pace = pacer.wait if kind.service == "ec2" else None
-            chunks = [due[start : start + kind.batch] for start in range(0, len(due), kind.batch)]
+            chunks = [todo[start : start + kind.batch] for start in range(0, len(todo), kind.batch)]
             work = [pool.submit(_delete, kind, client, chunk, dry_run, record, budget, pace) for chunk in chunks]
             for future in work:
                 future.result()
             if budget.cut_short:
                 return report
     return report
+
+
+def _keep_busy(due: list[Found], busy: set[str], record) -> list[Found]:
+    """Record the busy ones kept ``in-use`` (retried next run); answer the rest."""
+    for found in due:
+        if found.ident in busy:
+            record(found, "kept", "in-use")
+    return [found for found in due if found.ident not in busy]
 
 
 def _delete(kind, client, chunk: list[Found], dry_run: bool, record, budget: Budget, pace) -> None:
@@ -232,3 +252,38 @@ def summarise(reports: dict[str, RegionReport], cut_short: str | None, dry_run: 
             for outcome in totals:
                 totals[outcome] += len(getattr(kind_report, outcome))
     return {"dry_run": dry_run, "cut_short": cut_short, "totals": totals, "regions": regions}
+
+
+def summary_for_log(summary: dict, budget: int = LOG_BUDGET_BYTES) -> dict:
+    """The summary as one CloudWatch log event can hold it, whatever MAX_DELETIONS is.
+
+    A summary that fits goes whole. Otherwise every list keeps its first
+    entries (100, else 10, 1 or none: the first that fits) and its report
+    says how many it left out under ``"more"``; totals and every region and
+    kind stay. The lists are bounded by the regions swept (a few dozen), so
+    the last cap always fits. The handler's result keeps the whole summary,
+    and each deletion has its own log line.
+    """
+    if _json_bytes(summary) <= budget:
+        return summary
+    for cap in LOG_LIST_CAPS:
+        cut = _cut(summary, cap)
+        if _json_bytes(cut) <= budget:
+            break
+    return cut
+
+
+def _cut(summary: dict, cap: int) -> dict:
+    regions = {}
+    for region, kinds in summary["regions"].items():
+        regions[region] = {}
+        for kind, report in kinds.items():
+            lists = {outcome: entries[:cap] for outcome, entries in report.items() if outcome != "more"}
+            more = {outcome: len(report[outcome]) - cap for outcome in lists if len(report[outcome]) > cap}
+            regions[region][kind] = {**lists, "more": more} if more else lists
+    return {**summary, "regions": regions, "lists_cut_to": cap}
+
+
+def _json_bytes(value) -> int:
+    """Its size as Powertools writes it: compact JSON, non-ASCII escaped (the larger spelling)."""
+    return len(json.dumps(value, separators=(",", ":"), default=str))

@@ -87,3 +87,43 @@ def test_event_cannot_turn_off_a_configured_dry_run(collector, monkeypatch):
 
     assert summary["dry_run"] is True
     assert len(inventory(clients, REGION)["key_pair"]) == 1
+
+
+def huge_summary(regions: int = 4, per_list: int = 3000) -> dict:
+    """A run far past any log event's size: every kind of every region with thousands of entries."""
+    from session_naming.resources import ORDER
+
+    name = "ec2-test-runner/20261124T220000Z/{:016x}"
+    report = {
+        "deleted": [name.format(i) for i in range(per_list)],
+        "kept": [{"name": name.format(i), "reason": "not-expired"} for i in range(per_list)],
+        "failed": [{"name": name.format(i), "error": "UnauthorizedOperation"} for i in range(per_list // 30)],
+    }
+    kinds = regions * len(ORDER)
+    return {
+        "dry_run": False,
+        "cut_short": "max-deletions",
+        "totals": {outcome: len(entries) * kinds for outcome, entries in report.items()},
+        "regions": {f"region-{r}": {kind.name: report for kind in ORDER} for r in range(regions)},
+    }
+
+
+def test_sweep_finished_stays_one_log_event_under_256_kb_however_large_the_run(collector, monkeypatch):
+    summary = huge_summary()
+    monkeypatch.setattr(collector, "sweep", lambda *args, **kwargs: summary)
+    monkeypatch.setattr(collector, "publish_metrics", lambda summary: None)
+
+    answer = collector.lambda_handler({}, LambdaContext())
+
+    assert answer is summary  # the function's result is the whole summary
+    [line] = [line for line in collector.logs.getvalue().splitlines() if '"sweep finished"' in line]
+    assert len(line.encode()) < 256 * 1024
+    logged = json.loads(line)["summary"]
+    assert logged["totals"] == summary["totals"] and logged["cut_short"] == "max-deletions"
+    for region, kinds in summary["regions"].items():
+        assert logged["regions"][region].keys() == kinds.keys()
+        for kind, report in kinds.items():
+            cut = logged["regions"][region][kind]
+            for outcome, entries in report.items():
+                assert cut[outcome] == entries[: len(cut[outcome])]
+                assert len(cut[outcome]) + cut.get("more", {}).get(outcome, 0) == len(entries)

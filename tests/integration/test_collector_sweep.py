@@ -13,7 +13,7 @@ from sweep import sweep
 from tests.support.clients import client_factory
 from tests.support.faults import Faults
 from tests.support.responses import request_params
-from tests.support.seed import ALL_KINDS, inventory, name_expiring, seed, utc
+from tests.support.seed import ALL_KINDS, NAMED_KINDS, inventory, name_expiring, seed, utc
 
 NOW = utc("2026-11-24T22:00:00")
 REGION = "us-east-1"
@@ -50,7 +50,8 @@ def test_collector_deletes_every_kind_of_expired_session_resource(clients):
     summary = run(clients)
 
     assert deleted(summary) == {kind: {expired} for kind in ALL_KINDS}
-    assert summary["totals"] == {"deleted": 4, "kept": 0, "failed": 0}
+    # Nine kinds, and the AMI's own snapshot, which carries the session tag too.
+    assert summary["totals"] == {"deleted": 10, "kept": 0, "failed": 0}
     assert inventory(clients, REGION) == {kind: set() for kind in ALL_KINDS}
 
 
@@ -191,7 +192,7 @@ def test_throttled_calls_are_retried_and_the_sweep_completes(clients):
     faults.inject(ssm, "DeleteParameters", "ThrottlingException", times=2)
     sessions = [name_expiring(BASE, -HOUR, NOW) for _ in range(3)]
     for name in sessions:
-        seed(clients, REGION, name)
+        seed(clients, REGION, name, kinds=NAMED_KINDS)
 
     summary = run(clients)
 
@@ -323,7 +324,7 @@ def test_collector_sweeps_every_configured_region_in_one_run(clients):
 
     for region, name in names.items():
         assert deleted(summary, region) == {kind: {name} for kind in ALL_KINDS}
-    assert summary["totals"]["deleted"] == 12
+    assert summary["totals"]["deleted"] == 3 * 10
 
 
 def test_legacy_ec2test_names_are_swept_and_untagged_groups_wait_for_an_operator(clients):

@@ -17,11 +17,11 @@ from tests.support.clients import client_factory
 from tests.support.faults import Faults
 from tests.support.function_url import SECRET, answer, release_event, url_event
 from tests.support.handlers import LambdaContext, load_fixture, load_handler
-from tests.support.seed import inventory
+from tests.support.seed import ALL_KINDS, inventory
 from tests.support.stack import REGION, make_launch_template
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGXUrIo9NsoKq3aFL6HE3Wh7cUQUtuXI2nm3AIyZeLJu ci@example"
-NOTHING = {"instance": set(), "parameter": set(), "key_pair": set(), "security_group": set()}
+NOTHING = {kind: set() for kind in ALL_KINDS}
 
 
 @pytest.fixture

@@ -39,7 +39,20 @@ DELETES = {
     "instance": ("ec2", "TerminateInstances"),
     "parameter": ("ssm", "DeleteParameters"),  # ten to a call
     "key_pair": ("ec2", "DeleteKeyPair"),
+    "volume": ("ec2", "DeleteVolume"),
+    "network_interface": ("ec2", "DeleteNetworkInterface"),
+    "image": ("ec2", "DeregisterImage"),
+    "snapshot": ("ec2", "DeleteSnapshot"),  # twice a session: its own and its AMI's
+    "address": ("ec2", "ReleaseAddress"),
     "security_group": ("ec2", "DeleteSecurityGroup"),
+}
+# The identifier each tag-identified kind's delete names.
+IDENT_PARAM = {
+    "DeleteVolume": "VolumeId",
+    "DeleteNetworkInterface": "NetworkInterfaceId",
+    "DeregisterImage": "ImageId",
+    "DeleteSnapshot": "SnapshotId",
+    "ReleaseAddress": "AllocationId",
 }
 
 
@@ -98,7 +111,8 @@ TRANSIENT = [
 
 
 def test_transient_faults_on_every_delete_are_retried_and_every_expired_resource_still_goes(collector, look):
-    """One expired session per fault; each of its four deletes meets that fault once, then succeeds."""
+    """One expired session per fault; the first delete of each of its nine kinds meets that fault
+    once, then succeeds (the second snapshot, the AMI's, goes at the first attempt)."""
     expired = [name_expiring(BASE, -HOUR * (i + 1), NOW) for i in range(len(TRANSIENT))]
     live = [name_expiring(BASE, -timedelta(seconds=299), NOW)]  # expired, but within the grace: must survive
     made = [seed(collector, REGION, name) for name in expired + live]
@@ -149,31 +163,38 @@ def test_dependency_violation_on_a_group_keeps_it_in_use_and_the_next_run_delete
 
 
 def test_resources_deleted_by_someone_else_between_list_and_delete_count_as_deleted(collector, look):
-    """Groups and parameters are removed out of band just before the collector's own call
-    (moto then answers InvalidGroup.NotFound, or lists the parameters as InvalidParameters,
-    which the collector asks about one by one and meets ParameterNotFound); key pairs are
-    answered InvalidKeyPair.NotFound by injection (moto deletes a missing key pair quietly)."""
+    """Every kind but instances is removed out of band just before the collector's own call
+    (moto then answers its NotFound code, InvalidAMIID.Unavailable for a deregistered AMI, or
+    lists the parameters as InvalidParameters, which the collector asks about one by one and
+    meets ParameterNotFound); key pairs are answered InvalidKeyPair.NotFound by injection
+    (moto deletes a missing key pair quietly)."""
     sessions = [name_expiring(BASE, -HOUR * (i + 1), NOW) for i in range(2)]
     live = name_expiring(BASE, HOUR, NOW)
-    three = ("parameter", "key_pair", "security_group")
+    kinds = tuple(kind for kind in ALL_KINDS if kind != "instance")
     for name in (*sessions, live):
-        seed(collector, REGION, name, kinds=three)
+        seed(collector, REGION, name, kinds=kinds)
     side_ec2 = boto3.client("ec2", region_name=REGION)
     side_ssm = boto3.client("ssm", region_name=REGION)
     raced = []
 
-    def vanish_group(request, **_):
-        group = request_params(request).get("GroupId")
-        if group:
-            side_ec2.delete_security_group(GroupId=group)
-            raced.append(group)
+    def vanish(operation, param, call):
+        def before(request, **_):
+            ident = request_params(request).get(param)
+            if ident:
+                call(**{param: ident})
+                raced.append(ident)
+
+        collector("ec2", REGION).meta.events.register(f"before-send.ec2.{operation}", before)
+
+    vanish("DeleteSecurityGroup", "GroupId", side_ec2.delete_security_group)
+    for operation, param in IDENT_PARAM.items():
+        vanish(operation, param, getattr(side_ec2, boto3_name(operation)))
 
     def vanish_parameter(request, **_):
         for name in request_params(request)["Names"]:
             side_ssm.delete_parameter(Name=name)
             raced.append(name)
 
-    collector("ec2", REGION).meta.events.register("before-send.ec2.DeleteSecurityGroup", vanish_group)
     collector("ssm", REGION).meta.events.register("before-send.ssm.DeleteParameters", vanish_parameter)
     asked_alone = []
     collector("ssm", REGION).meta.events.register(
@@ -185,13 +206,19 @@ def test_resources_deleted_by_someone_else_between_list_and_delete_count_as_dele
     summary = run(collector)
     TALLY.add(faults=faults.total + len(raced), examples=1)
 
-    assert len(raced) == 4 and faults.total == 2
+    # Per session: a group, a parameter, a volume, an interface, an AMI, two snapshots, an address.
+    assert len(raced) == 2 * 8 and faults.total == 2
     assert sorted(asked_alone) == sorted(f"/{name}/private-key" for name in sessions)
     assert summary["totals"]["failed"] == 0, summary
-    assert deleted(summary) == {kind: set(sessions) for kind in three} | {"instance": set()}
+    assert deleted(summary) == {kind: set(sessions) for kind in kinds} | {"instance": set()}
     have = inventory(look, REGION)
-    assert have["security_group"] == have["parameter"] == {live}
+    assert all(have[kind] == {live} for kind in kinds if kind != "key_pair")
     assert live in have["key_pair"]
+
+
+def boto3_name(operation: str) -> str:
+    """``DeleteVolume`` → ``delete_volume``."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
 
 
 def test_unauthorized_on_one_instance_fails_only_that_session_and_the_rest_are_swept(collector, look):

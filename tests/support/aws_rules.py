@@ -1,6 +1,6 @@
 """What AWS does and moto 5.2.5 does not (DESIGN.md, "Where moto differs").
 
-``model_aws_rules(ec2)`` attaches two AWS rules to a boto3 EC2 client that
+``model_aws_rules(ec2)`` attaches four AWS rules to a boto3 EC2 client that
 talks to a moto server, through botocore's own event hooks (no patched
 internals). Not under in-process ``mock_aws``: moto answers from its own
 ``before-send`` handler there, so the request has already acted when ours runs.
@@ -8,7 +8,14 @@ internals). Not under in-process ``mock_aws``: moto answers from its own
 - ``DeleteSecurityGroup`` answers ``DependencyViolation`` while a network
   interface uses the group or another group's rule references it;
 - ``TerminateInstances`` removes the instances' network interfaces, as AWS
-  does once an instance is terminated.
+  does once an instance is terminated;
+- ``ReleaseAddress`` answers ``InvalidIPAddress.InUse`` while the Elastic IP
+  is associated (moto releases it);
+- ``DeleteNetworkInterface`` answers ``InvalidNetworkInterface.InUse`` while
+  the interface is attached (moto deletes it).
+
+moto already refuses, as AWS does, an attached volume (``VolumeInUse``) and
+a snapshot an AMI uses (``InvalidSnapshot.InUse``).
 
 Tests that depend on these rules call this helper; none assumes moto's
 behaviour is AWS's.
@@ -50,5 +57,33 @@ def model_aws_rules(ec2) -> None:
                 if error.response["Error"]["Code"] != "InvalidNetworkInterfaceID.NotFound":
                     raise
 
+    def refuse_associated_address(request, **_):
+        allocation = request_params(request).get("AllocationId")
+        if not allocation:
+            return None
+        try:
+            addresses = side.describe_addresses(AllocationIds=[allocation])["Addresses"]
+        except side.exceptions.ClientError:  # unknown: let moto answer NotFound
+            return None
+        if any(address.get("AssociationId") for address in addresses):
+            return error_response(ec2, "InvalidIPAddress.InUse", f"Address {allocation} is in use.")
+        return None
+
+    def refuse_attached_interface(request, **_):
+        interface_id = request_params(request).get("NetworkInterfaceId")
+        if not interface_id:
+            return None
+        try:
+            interfaces = side.describe_network_interfaces(NetworkInterfaceIds=[interface_id])["NetworkInterfaces"]
+        except side.exceptions.ClientError:  # unknown: let moto answer NotFound
+            return None
+        if any(i.get("Status") != "available" or i.get("Attachment") for i in interfaces):
+            return error_response(
+                ec2, "InvalidNetworkInterface.InUse", f"The network interface {interface_id} is currently in use."
+            )
+        return None
+
     ec2.meta.events.register("before-send.ec2.DeleteSecurityGroup", refuse_group_in_use)
     ec2.meta.events.register("after-call.ec2.TerminateInstances", drop_interfaces)
+    ec2.meta.events.register("before-send.ec2.ReleaseAddress", refuse_associated_address)
+    ec2.meta.events.register("before-send.ec2.DeleteNetworkInterface", refuse_attached_interface)

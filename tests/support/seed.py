@@ -2,7 +2,9 @@
 
 The collector's tests seed the account themselves rather than through the
 launcher, so they can make what the launcher never would: old expiries,
-malformed and legacy names, untagged and keep-tagged resources.
+malformed and legacy names, untagged and keep-tagged resources, and what a
+session's tests leave behind (volumes, interfaces, snapshots, AMIs, Elastic
+IPs), which only their session tag ties to the session.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
-from session_naming import KEEP_TAG, SessionName, session_tags
+from session_naming import KEEP_TAG, SESSION_TAG, SessionName, session_tags
 
-ALL_KINDS = ("instance", "parameter", "key_pair", "security_group")
+# In the collector's order (session_naming.resources.ORDER).
+NAMED_KINDS = ("instance", "parameter", "key_pair", "security_group")
+TAGGED_KINDS = ("volume", "network_interface", "image", "snapshot", "address")
+ALL_KINDS = ("instance", "parameter", "key_pair", *TAGGED_KINDS, "security_group")
 
 
 def name_expiring(base: str, delta: timedelta, now: datetime) -> SessionName:
@@ -26,7 +31,16 @@ def _image(endpoint: str, region: str, ec2) -> str:
 
 
 def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=False, extra_tags=None) -> dict:
-    """Create the resources of one session (``name`` need not parse); answer their ids by kind."""
+    """Create the resources of one session (``name`` need not parse); answer their ids by kind.
+
+    The tag-identified kinds (volume, network interface, image, snapshot,
+    address) exist for a session only through their session tag, so they
+    are made only when ``tagged``. An image is made from the session's
+    instance when one is seeded (``CreateImage``), otherwise registered;
+    either way moto gives it a snapshot of its own, tagged here afterwards
+    (moto cannot tag it at ``CreateImage``), as AWS's ``CreateImage`` with a
+    ``snapshot`` tag specification would: ``ids["image_snapshot"]``.
+    """
     ec2, ssm = clients("ec2", region), clients("ssm", region)
     tags = session_tags(SessionName(name), extra_tags) if tagged else []
     if keep:
@@ -59,7 +73,49 @@ def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=
             **groups,
         )["Instances"][0]
         ids["instance"] = instance["InstanceId"]
+    if tagged:
+        ids.update(
+            seed_left_behind(clients, region, tags, [k for k in kinds if k in TAGGED_KINDS], ids.get("instance"))
+        )
     return ids
+
+
+def seed_left_behind(clients, region: str, tags: list[dict], kinds, instance: str | None = None) -> dict:
+    """What a session's tests leave: each of ``kinds`` once, carrying ``tags`` (any session tag at all)."""
+    ec2 = clients("ec2", region)
+
+    def spec(kind):
+        return [{"ResourceType": kind, "Tags": tags}]
+
+    ids = {}
+    if "volume" in kinds:
+        volume = ec2.create_volume(AvailabilityZone=f"{region}a", Size=1, TagSpecifications=spec("volume"))
+        ids["volume"] = volume["VolumeId"]
+    if "network_interface" in kinds:
+        interface = ec2.create_network_interface(SubnetId=_subnet(ec2), TagSpecifications=spec("network-interface"))
+        ids["network_interface"] = interface["NetworkInterface"]["NetworkInterfaceId"]
+    if "image" in kinds:
+        if instance:
+            image = ec2.create_image(InstanceId=instance, Name=f"seeded-{len(tags)}", TagSpecifications=spec("image"))
+            ids["image"] = image["ImageId"]
+        else:
+            ids["image"] = ec2.register_image(Name="seeded", RootDeviceName="/dev/sda1")["ImageId"]
+            ec2.create_tags(Resources=[ids["image"]], Tags=tags)
+        [described] = ec2.describe_images(ImageIds=[ids["image"]])["Images"]
+        ids["image_snapshot"] = described["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        ec2.create_tags(Resources=[ids["image_snapshot"]], Tags=tags)
+    if "snapshot" in kinds:
+        source = ids.get("volume") or ec2.create_volume(AvailabilityZone=f"{region}a", Size=1)["VolumeId"]
+        ids["snapshot"] = ec2.create_snapshot(VolumeId=source, TagSpecifications=spec("snapshot"))["SnapshotId"]
+        if source != ids.get("volume"):
+            ec2.delete_volume(VolumeId=source)
+    if "address" in kinds:
+        ids["address"] = ec2.allocate_address(Domain="vpc", TagSpecifications=spec("elastic-ip"))["AllocationId"]
+    return ids
+
+
+def _subnet(ec2) -> str:
+    return ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]["SubnetId"]
 
 
 def inventory(clients, region: str) -> dict[str, set[str]]:
@@ -80,7 +136,32 @@ def inventory(clients, region: str) -> dict[str, set[str]]:
     }
     keys = {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]}
     groups = {g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]} - {"default"}
-    return {"instance": instances, "parameter": parameters, "key_pair": keys, "security_group": groups}
+    return {
+        "instance": instances,
+        "parameter": parameters,
+        "key_pair": keys,
+        **left_behind(ec2),
+        "security_group": groups,
+    }
+
+
+def left_behind(ec2) -> dict[str, set[str]]:
+    """The tag-identified kinds that carry a session tag, named by its value (as the collector names them)."""
+    tagged = [{"Name": "tag-key", "Values": [SESSION_TAG]}]
+
+    def session_of(resource) -> str:
+        return next(t["Value"] for t in resource["Tags"] if t["Key"] == SESSION_TAG)
+
+    return {
+        "volume": {session_of(v) for v in ec2.describe_volumes(Filters=tagged)["Volumes"]},
+        "network_interface": {
+            session_of({"Tags": i["TagSet"]})
+            for i in ec2.describe_network_interfaces(Filters=tagged)["NetworkInterfaces"]
+        },
+        "image": {session_of(i) for i in ec2.describe_images(Owners=["self"], Filters=tagged)["Images"]},
+        "snapshot": {session_of(s) for s in ec2.describe_snapshots(OwnerIds=["self"], Filters=tagged)["Snapshots"]},
+        "address": {session_of(a) for a in ec2.describe_addresses(Filters=tagged)["Addresses"]},
+    }
 
 
 def utc(text: str) -> datetime:

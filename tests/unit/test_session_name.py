@@ -109,6 +109,53 @@ def test_is_expired_only_once_now_reaches_expiry_plus_grace():
     assert name.is_expired(datetime(2026, 11, 24, 22, 0, 0, tzinfo=UTC))
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+# Every expiry the grammar can carry, from the first second of year 1 to the last of year 9999.
+# Half the draws sit in the first or last weeks of the calendar, where arithmetic overflows.
+LAST = datetime(9999, 12, 31, 23, 59, 59)
+expiries = st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=LAST),
+    st.datetimes(min_value=LAST - timedelta(days=7), max_value=LAST),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(1, 1, 8)),
+)
+any_now = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime.max, timezones=st.just(UTC))
+graces = st.one_of(
+    st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=1)),  # what GRACE_SECONDS allows
+    st.timedeltas(min_value=-timedelta(days=3650), max_value=timedelta(days=3650)),
+)
+
+
+def spelled(moment: datetime, legacy: bool, token: str) -> str:
+    """A name of base ``b`` expiring at ``moment``, zero-padded by hand (strftime drops year zeros)."""
+    m = moment
+    if legacy:
+        return f"b/{m.year:04d}-{m.month:02d}-{m.day:02d}-{m.hour:02d}{m.minute:02d}/{token[:8]}"
+    return f"b/{m.year:04d}{m.month:02d}{m.day:02d}T{m.hour:02d}{m.minute:02d}{m.second:02d}Z/{token}"
+
+
+@given(expiries, st.booleans(), st.text("0123456789abcdef", min_size=16, max_size=16), any_now, graces)
+def test_is_expired_never_raises_over_the_whole_parsable_range_and_agrees_with_integer_arithmetic(
+    moment, legacy, token, now, grace
+):
+    name = SessionName.parse(spelled(moment, legacy, token))
+    assert name is not None, spelled(moment, legacy, token)
+
+    expired = name.is_expired(now, grace)
+
+    # The oracle counts microseconds from the epoch in Python integers, which cannot overflow.
+    expires_at = (name.expires - EPOCH) // MICROSECOND + grace // MICROSECOND
+    assert expired is ((now - EPOCH) // MICROSECOND >= expires_at)
+
+
+@pytest.mark.parametrize("text", ["b/99991231T235959Z/0123456789abcdef", "b/9999-12-31-2359/0123abcd"])
+def test_an_expiry_so_late_that_adding_the_grace_overflows_is_not_expired(text):
+    name = SessionName(text)
+
+    assert not name.is_expired(datetime.max.replace(tzinfo=UTC), timedelta(seconds=300))
+    assert not name.is_expired(datetime(2026, 11, 24, tzinfo=UTC), timedelta(days=1))
+
+
 def test_a_hundred_thousand_names_have_a_hundred_thousand_tokens():
     now = datetime(2026, 11, 24, tzinfo=UTC)
     tokens = {SessionName.make("b", timedelta(hours=1), now).token for _ in range(100_000)}

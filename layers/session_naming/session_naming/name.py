@@ -84,8 +84,19 @@ class SessionName(str):
         return cls(text)
 
     def is_expired(self, now: datetime, grace: timedelta = timedelta(0)) -> bool:
-        """True only once ``now`` has reached the expiry plus the grace for clock skew."""
-        return now >= self.expires + grace
+        """True only once ``now`` has reached the expiry plus the grace for clock skew. Never raises.
+
+        A name in an account is anyone's text: ``.../99991231T235959Z/...``
+        parses, and its expiry plus any grace lies past the last moment a
+        ``datetime`` can hold. Such a session is simply not expired (it ends
+        after every ``now``); a negative grace that falls before the first
+        moment makes it expired. Comparing ``now - grace`` instead would
+        only move the overflow to a ``now`` near either end.
+        """
+        try:
+            return now >= self.expires + grace
+        except OverflowError:
+            return grace < timedelta(0)
 
     def __reduce__(self):
         return (SessionName, (str(self),))

@@ -1,41 +1,59 @@
-"""The four kinds of resource a session owns: how to find them, how to delete them.
+"""The kinds of resource a session owns: how to find them, how to delete them, and which may go.
 
 Each kind is one small unit, in the spirit of Cloud Custodian's actions: it
 lists with server-side filters (one page at a time), deletes one resource by
-the identifier AWS scopes IAM by, treats "already gone" as done, and leaves
-throttling to botocore's retry mode. The collector and the launcher's
-release both use these units, so there is one deletion code, not two.
+the identifier AWS scopes IAM by, treats "already gone" as done and "still
+used" as ``InUse``, leaves throttling to botocore's retry mode, and declares
+the IAM actions it needs, so the template's policy can be checked against
+the code that calls them. ``judge`` decides which listed resources may go
+and why the others stay; the collector and the launcher's release both use
+it and these units, so there is one deletion code and one rule, not two.
+
+Kinds named by their session (key pairs, groups, instances by their ``Name``
+tag, parameters by their path) are listed by name. Kinds a session leaves
+behind without naming them (volumes, network interfaces, snapshots, AMIs,
+Elastic IPs) are listed by their ``ec2-sessions:session`` tag, whose value
+is then their name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from botocore.exceptions import ClientError
 
 from session_naming.name import SessionName
-from session_naming.tags import KEEP_TAG, SESSION_TAG, tags_of
+from session_naming.tags import SESSION_TAG, keeps, tags_of
 
 PRIVATE_KEY_SUFFIX = "/private-key"
+RUNNER_CONFIG_SUFFIX = "/runner-jitconfig"
+# Every parameter a session may own is /<session><suffix>.
+PARAMETER_SUFFIXES = (PRIVATE_KEY_SUFFIX, RUNNER_CONFIG_SUFFIX)
 # EC2 filters take at most 200 values; group ids per in-use check stay below.
 FILTER_BATCH = 200
+# The Resource Groups Tagging API answers at most 100 resources a page.
+TAGGING_PAGE = 100
+TAGGING = "resourcegroupstaggingapi"
 NO_TAGS: Mapping[str, str] = MappingProxyType({})
+READ_PREFIXES = ("Describe", "Get", "List")
 
 
 class InUse(Exception):
-    """The resource is still used by something else (AWS: DependencyViolation)."""
+    """The resource is still used by something else (DependencyViolation, VolumeInUse, ...)."""
 
 
 @dataclass(frozen=True)
 class Found:
-    """A resource met in a listing, with what the sweep needs to judge it."""
+    """A resource met in a listing, with what judging and deleting it needs."""
 
     kind: str
-    name: str  # the session name it claims (unparsed text)
+    name: str  # the session name it claims (unparsed text): its name, or its session tag's value
     ident: str  # what the delete call takes
     tags: Mapping[str, str] | None = field(default=None, compare=False)  # None: the listing shows no tags
+    in_use: bool = field(default=False, compare=False)  # the listing shows it attached or associated
+    uses: tuple[str, ...] = field(default=(), compare=False)  # an AMI's snapshots
 
     @property
     def session(self) -> SessionName | None:
@@ -46,21 +64,38 @@ def _tag_filters(tags: Mapping[str, str]) -> list[dict]:
     return [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
 
 
+def _session_tag_filter(patterns: Iterable[str]) -> dict:
+    """EC2 tag filters take ``*`` wildcards: ``<base>/*`` lists a base, an exact name one session."""
+    return {"Name": f"tag:{SESSION_TAG}", "Values": list(patterns)}
+
+
 def _error_code(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Code", "Unknown")
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of session resource. ``patterns`` are names, or ``<base>/*`` prefixes."""
+    """One kind of session resource. ``patterns`` are names, or ``<base>/*`` prefixes.
+
+    ``permissions`` are the IAM actions the unit calls (listing and
+    deleting); ``scope`` says how the template must scope its deletes: by
+    the ``session`` tag, or by name (``<base>/*`` in the resource ARN).
+    """
 
     name: str
     service: str
     not_found: frozenset[str]
+    permissions: frozenset[str]
+    scope: str = "session-tag"  # or "name"
+    in_use_codes: frozenset[str] = frozenset({"DependencyViolation"})
     batch: int = 1  # resources one delete call can take
 
-    def pages(self, client, patterns: Iterable[str], tags: Mapping[str, str] = NO_TAGS) -> Iterator[list[Found]]:
+    def pages(self, client, patterns: Iterable[str]) -> Iterator[list[Found]]:
         raise NotImplementedError
+
+    def listing(self, clients, region: str, patterns: Iterable[str]) -> list[Found]:
+        """Every match, to the listing's end: judging a session needs all of its resources."""
+        return [found for page in self.pages(clients(self.service, region), list(patterns)) for found in page]
 
     def delete(self, client, found: Found) -> None:
         raise NotImplementedError
@@ -70,25 +105,41 @@ class Kind:
         raise NotImplementedError
 
     def delete_quietly(self, client, found: Found) -> None:
-        """Delete; "already gone" is done, a dependency is ``InUse``, anything else raises."""
+        """Delete; "already gone" is done, "still used" is ``InUse``, anything else raises.
+
+        A resource its listing showed attached or associated is ``InUse``
+        without a call: EC2's mutating calls are the scarce ones, and moto
+        releases an associated Elastic IP where AWS refuses.
+        """
+        if found.in_use:
+            raise InUse("in use when listed")
         try:
             self.delete(client, found)
         except ClientError as error:
             code = _error_code(error)
-            if code == "DependencyViolation":
+            if code in self.in_use_codes:
                 raise InUse(code) from error
             if code not in self.not_found:
                 raise
+
+    @property
+    def deletes(self) -> frozenset[str]:
+        """The mutating actions among ``permissions``: what IAM must scope."""
+        return frozenset(a for a in self.permissions if not a.split(":", 1)[1].startswith(READ_PREFIXES))
+
+
+def _by_tag(kind: str, ident: str, resource: Mapping, **more) -> Found:
+    tags = tags_of(resource)
+    return Found(kind, tags.get(SESSION_TAG, ""), ident, tags, **more)
 
 
 class _Instances(Kind):
     LIVE_STATES = ("pending", "running", "stopping", "stopped")
 
-    def pages(self, client, patterns, tags=NO_TAGS):
+    def pages(self, client, patterns):
         filters = [
             {"Name": "tag:Name", "Values": list(patterns)},
             {"Name": "instance-state-name", "Values": list(self.LIVE_STATES)},
-            *_tag_filters(tags),
         ]
         for page in client.get_paginator("describe_instances").paginate(Filters=filters):
             yield [
@@ -102,26 +153,39 @@ class _Instances(Kind):
 
 
 class _Parameters(Kind):
-    def pages(self, client, patterns, tags=NO_TAGS):
+    def pages(self, client, patterns):
         prefixes = [f"/{p[:-1]}" for p in patterns if p.endswith("/*")]
-        exact = [f"/{p}{PRIVATE_KEY_SUFFIX}" for p in patterns if not p.endswith("/*")]
-        tag_filters = [{"Key": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
+        exact = [f"/{p}{suffix}" for p in patterns if not p.endswith("/*") for suffix in PARAMETER_SUFFIXES]
         for option, values in (("BeginsWith", prefixes), ("Equals", exact)):
             if not values:
                 continue
-            filters = [{"Key": "Name", "Option": option, "Values": values}, *tag_filters]
             pages = client.get_paginator("describe_parameters").paginate(
-                ParameterFilters=filters,
+                ParameterFilters=[{"Key": "Name", "Option": option, "Values": values}],
                 PaginationConfig={"PageSize": 50},  # the API's maximum; default is 10
             )
             for page in pages:
                 yield [Found(self.name, self.session_of(p["Name"]), p["Name"]) for p in page["Parameters"]]
 
+    def listing(self, clients, region, patterns):
+        """The parameters with their tags: SSM's listing shows none, so ask the tagging API.
+
+        One ``GetResources`` page answers a hundred parameters' tags, where
+        ``ListTagsForResource`` would cost a call each. Only parameters ever
+        tagged are in its answer: one that is not has no tags.
+        """
+        found = super().listing(clients, region, patterns)
+        if not found:
+            return found
+        tags = parameter_tags(clients(TAGGING, region))
+        return [replace(f, tags=tags.get(f.ident, NO_TAGS)) for f in found]
+
     @staticmethod
     def session_of(parameter: str) -> str:
-        """``/<session>/private-key`` → ``<session>``; anything else stays unparsable."""
-        if parameter.startswith("/") and parameter.endswith(PRIVATE_KEY_SUFFIX):
-            return parameter[1 : -len(PRIVATE_KEY_SUFFIX)]
+        """``/<session>/private-key`` or ``/<session>/runner-jitconfig`` → ``<session>``; anything else
+        stays itself (and so unparsable)."""
+        for suffix in PARAMETER_SUFFIXES:
+            if parameter.startswith("/") and parameter.endswith(suffix):
+                return parameter[1 : -len(suffix)]
         return parameter
 
     def delete(self, client, found):
@@ -132,11 +196,25 @@ class _Parameters(Kind):
         return set(answer.get("DeletedParameters", ()))
 
 
+def parameter_tags(tagging) -> dict[str, dict[str, str]]:
+    """Every tagged SSM parameter of the region and its tags, by parameter name: pages of 100."""
+    tags: dict[str, dict[str, str]] = {}
+    pages = tagging.get_paginator("get_resources").paginate(
+        ResourceTypeFilters=["ssm:parameter"], PaginationConfig={"PageSize": TAGGING_PAGE}
+    )
+    for page in pages:
+        for mapping in page["ResourceTagMappingList"]:
+            # arn:<partition>:ssm:<region>:<account>:parameter/<name without its leading "/">
+            resource = mapping["ResourceARN"].split(":", 5)[-1]
+            if resource.startswith("parameter/"):
+                tags["/" + resource.removeprefix("parameter/")] = tags_of(mapping)
+    return tags
+
+
 class _KeyPairs(Kind):
-    def pages(self, client, patterns, tags=NO_TAGS):
+    def pages(self, client, patterns):
         # DescribeKeyPairs does not page: one answer holds every match.
-        filters = [{"Name": "key-name", "Values": list(patterns)}, *_tag_filters(tags)]
-        answer = client.describe_key_pairs(Filters=filters)
+        answer = client.describe_key_pairs(Filters=[{"Name": "key-name", "Values": list(patterns)}])
         yield [Found(self.name, k["KeyName"], k["KeyName"], tags_of(k)) for k in answer["KeyPairs"]]
 
     def delete(self, client, found):
@@ -145,8 +223,8 @@ class _KeyPairs(Kind):
 
 
 class _SecurityGroups(Kind):
-    def pages(self, client, patterns, tags=NO_TAGS):
-        filters = [{"Name": "group-name", "Values": list(patterns)}, *_tag_filters(tags)]
+    def pages(self, client, patterns):
+        filters = [{"Name": "group-name", "Values": list(patterns)}]
         for page in client.get_paginator("describe_security_groups").paginate(Filters=filters):
             yield [Found(self.name, g["GroupName"], g["GroupId"], tags_of(g)) for g in page["SecurityGroups"]]
 
@@ -154,15 +232,178 @@ class _SecurityGroups(Kind):
         client.delete_security_group(GroupId=found.ident)
 
 
-INSTANCES = _Instances("instance", "ec2", frozenset({"InvalidInstanceID.NotFound"}))
-# DeleteParameters takes ten names: a tenth of the calls against SSM's rate limit.
-PARAMETERS = _Parameters("parameter", "ssm", frozenset({"ParameterNotFound"}), batch=10)
-KEY_PAIRS = _KeyPairs("key_pair", "ec2", frozenset({"InvalidKeyPair.NotFound"}))
-SECURITY_GROUPS = _SecurityGroups(
-    "security_group", "ec2", frozenset({"InvalidGroup.NotFound", "InvalidGroupId.NotFound"})
+class _Volumes(Kind):
+    """EBS volumes an instance left (``DeleteOnTermination: false``) or a test made.
+
+    Attached ones are listed too, so the summary says why they stay.
+    """
+
+    STATES = ("available", "in-use")
+
+    def pages(self, client, patterns):
+        filters = [_session_tag_filter(patterns), {"Name": "status", "Values": list(self.STATES)}]
+        for page in client.get_paginator("describe_volumes").paginate(Filters=filters):
+            yield [_by_tag(self.name, v["VolumeId"], v, in_use=v.get("State") != "available") for v in page["Volumes"]]
+
+    def delete(self, client, found):
+        client.delete_volume(VolumeId=found.ident)
+
+
+class _NetworkInterfaces(Kind):
+    STATES = ("available", "in-use")
+
+    def pages(self, client, patterns):
+        filters = [_session_tag_filter(patterns), {"Name": "status", "Values": list(self.STATES)}]
+        for page in client.get_paginator("describe_network_interfaces").paginate(Filters=filters):
+            yield [
+                # An interface's tags are its TagSet.
+                _by_tag(
+                    self.name, i["NetworkInterfaceId"], {"Tags": i.get("TagSet")}, in_use=i.get("Status") != "available"
+                )
+                for i in page["NetworkInterfaces"]
+            ]
+
+    def delete(self, client, found):
+        client.delete_network_interface(NetworkInterfaceId=found.ident)
+
+
+class _Images(Kind):
+    """AMIs: deregistered. Their snapshots, tagged with the session, are the snapshot unit's,
+    which runs after this one; ``uses`` lets the sweep see which snapshots an AMI still holds."""
+
+    def pages(self, client, patterns):
+        pages = client.get_paginator("describe_images").paginate(
+            Owners=["self"], Filters=[_session_tag_filter(patterns)]
+        )
+        for page in pages:
+            yield [
+                _by_tag(
+                    self.name,
+                    image["ImageId"],
+                    image,
+                    uses=tuple(
+                        m["Ebs"]["SnapshotId"]
+                        for m in image.get("BlockDeviceMappings", ())
+                        if m.get("Ebs", {}).get("SnapshotId")
+                    ),
+                )
+                for image in page["Images"]
+            ]
+
+    def delete(self, client, found):
+        client.deregister_image(ImageId=found.ident)
+
+
+class _Snapshots(Kind):
+    def pages(self, client, patterns):
+        # OwnerIds=self: a public snapshot of another account may carry any tag. (moto ignores
+        # it and answers the public AMIs' snapshots too; the tag filter keeps them out.)
+        pages = client.get_paginator("describe_snapshots").paginate(
+            OwnerIds=["self"], Filters=[_session_tag_filter(patterns)]
+        )
+        for page in pages:
+            yield [_by_tag(self.name, s["SnapshotId"], s) for s in page["Snapshots"]]
+
+    def delete(self, client, found):
+        client.delete_snapshot(SnapshotId=found.ident)
+
+
+class _Addresses(Kind):
+    def pages(self, client, patterns):
+        # DescribeAddresses does not page. EC2-Classic addresses (no AllocationId) are gone from AWS.
+        answer = client.describe_addresses(Filters=[_session_tag_filter(patterns)])
+        yield [
+            _by_tag(self.name, a["AllocationId"], a, in_use=bool(a.get("AssociationId")))
+            for a in answer["Addresses"]
+            if a.get("AllocationId")
+        ]
+
+    def delete(self, client, found):
+        client.release_address(AllocationId=found.ident)
+
+
+def _actions(*actions: str) -> frozenset[str]:
+    return frozenset(actions)
+
+
+INSTANCES = _Instances(
+    "instance",
+    "ec2",
+    frozenset({"InvalidInstanceID.NotFound"}),
+    _actions("ec2:DescribeInstances", "ec2:TerminateInstances"),
 )
-# Instances first (they hold the groups), groups last (they wait for instances).
-ORDER: tuple[Kind, ...] = (INSTANCES, PARAMETERS, KEY_PAIRS, SECURITY_GROUPS)
+# DeleteParameters takes ten names: a tenth of the calls against SSM's rate limit.
+PARAMETERS = _Parameters(
+    "parameter",
+    "ssm",
+    frozenset({"ParameterNotFound"}),
+    _actions("ssm:DescribeParameters", "tag:GetResources", "ssm:DeleteParameter", "ssm:DeleteParameters"),
+    scope="name",
+    batch=10,
+)
+KEY_PAIRS = _KeyPairs(
+    "key_pair",
+    "ec2",
+    frozenset({"InvalidKeyPair.NotFound"}),
+    _actions("ec2:DescribeKeyPairs", "ec2:DeleteKeyPair"),
+    scope="name",
+)
+SECURITY_GROUPS = _SecurityGroups(
+    "security_group",
+    "ec2",
+    frozenset({"InvalidGroup.NotFound", "InvalidGroupId.NotFound"}),
+    # DescribeNetworkInterfaces: the in-use check before deleting (groups_in_use).
+    _actions("ec2:DescribeSecurityGroups", "ec2:DescribeNetworkInterfaces", "ec2:DeleteSecurityGroup"),
+)
+VOLUMES = _Volumes(
+    "volume",
+    "ec2",
+    frozenset({"InvalidVolume.NotFound"}),
+    _actions("ec2:DescribeVolumes", "ec2:DeleteVolume"),
+    in_use_codes=frozenset({"VolumeInUse"}),
+)
+NETWORK_INTERFACES = _NetworkInterfaces(
+    "network_interface",
+    "ec2",
+    frozenset({"InvalidNetworkInterfaceID.NotFound"}),
+    _actions("ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface"),
+    in_use_codes=frozenset({"InvalidNetworkInterface.InUse", "DependencyViolation"}),
+)
+IMAGES = _Images(
+    "image",
+    "ec2",
+    # Unavailable: deregistered a moment ago (by a release, another run).
+    frozenset({"InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"}),
+    _actions("ec2:DescribeImages", "ec2:DeregisterImage"),
+)
+SNAPSHOTS = _Snapshots(
+    "snapshot",
+    "ec2",
+    frozenset({"InvalidSnapshot.NotFound"}),
+    _actions("ec2:DescribeSnapshots", "ec2:DeleteSnapshot"),
+    in_use_codes=frozenset({"InvalidSnapshot.InUse"}),
+)
+ADDRESSES = _Addresses(
+    "address",
+    "ec2",
+    frozenset({"InvalidAllocationID.NotFound"}),
+    _actions("ec2:DescribeAddresses", "ec2:ReleaseAddress"),
+    in_use_codes=frozenset({"InvalidIPAddress.InUse"}),
+)
+# Instances first: they hold volumes, interfaces, addresses and groups. AMIs before the
+# snapshots they use. Interfaces before groups, which go last: they wait for everything.
+ORDER: tuple[Kind, ...] = (
+    INSTANCES,
+    PARAMETERS,
+    KEY_PAIRS,
+    VOLUMES,
+    NETWORK_INTERFACES,
+    IMAGES,
+    SNAPSHOTS,
+    ADDRESSES,
+    SECURITY_GROUPS,
+)
+KINDS: Mapping[str, Kind] = MappingProxyType({kind.name: kind for kind in ORDER})
 
 
 def groups_in_use(ec2, group_ids: list[str]) -> set[str]:
@@ -196,7 +437,7 @@ def refusal(found: Found, bases: Iterable[str], sweep_untagged: bool = False) ->
     if session.base not in tuple(bases):
         return "other-base"
     if found.tags is not None:
-        if found.tags.get(KEEP_TAG, "").lower() == "true":
+        if keeps(found.tags):
             return "keep-tag"
         tag = found.tags.get(SESSION_TAG)
         # Key pairs are IAM-scoped by name too, so legacy untagged ones can go.
@@ -207,16 +448,55 @@ def refusal(found: Found, bases: Iterable[str], sweep_untagged: bool = False) ->
     return None
 
 
-def kept_sessions(listed: Iterable[Found], ssm, patterns: list[str]) -> set[str]:
-    """Sessions with any resource tagged keep: keeping an instance keeps its key and group.
+@dataclass
+class Verdicts:
+    """What ``judge`` decided: what may go (expiry aside), what stays and why, what could not be judged."""
 
-    EC2 listings carry their tags, so ``listed`` answers for them; SSM's
-    listing does not, so parameters tagged keep are asked for by tag.
+    deletable: list[Found] = field(default_factory=list)
+    kept: list[tuple[Found, str]] = field(default_factory=list)  # (resource, reason)
+    failed: list[tuple[Found, str]] = field(default_factory=list)  # (resource, error code)
+
+
+def judge(listed: Iterable[Found], bases: Iterable[str], sweep_untagged: bool = False) -> Verdicts:
+    """Split a listing into what may be deleted and what is kept, with why: one rule for sweep and release.
+
+    A session with a resource tagged keep, in any letter case and of any
+    kind, is kept whole. Expiry is left to the caller (a release ignores
+    it). A resource whose judging raises is that resource's failure alone,
+    never the listing's.
     """
-    kept = {f.name for f in listed if f.tags and f.tags.get(KEEP_TAG, "").lower() == "true"}
-    for page in PARAMETERS.pages(ssm, patterns, tags={KEEP_TAG: "true"}):
-        kept.update(found.name for found in page)
-    return kept
+    listed = list(listed)
+    bases = tuple(bases)
+    kept_sessions = {found.name for found in listed if keeps(found.tags)}
+    verdicts = Verdicts()
+    for found in listed:
+        try:
+            reason = refusal(found, bases, sweep_untagged)
+            if reason is None and found.name in kept_sessions:
+                reason = "keep-tag"
+        except Exception as error:  # one odd resource must not stop the judging of the others
+            verdicts.failed.append((found, error_code(error)))
+            continue
+        if reason:
+            verdicts.kept.append((found, reason))
+        else:
+            verdicts.deletable.append(found)
+    return verdicts
+
+
+def session_resources(clients, region: str, name: SessionName, bases) -> tuple[list[Found], list[dict]]:
+    """Everything of one session, split into what may be deleted and what is kept (with why).
+
+    The launcher's release: every kind is listed for this one session (by
+    name, by ``Name`` tag, by path or by session tag) and judged by the
+    sweep's own rule, so a keep tag on any resource, a parameter included,
+    in any letter case, keeps the whole session here as in a sweep.
+    """
+    listed = [found for kind in ORDER for found in kind.listing(clients, region, [name])]
+    verdicts = judge(listed, bases)
+    kept = [{"kind": f.kind, "id": f.ident, "reason": reason} for f, reason in verdicts.kept]
+    kept += [{"kind": f.kind, "id": f.ident, "reason": "unjudged", "error": code} for f, code in verdicts.failed]
+    return verdicts.deletable, kept
 
 
 def error_code(error: Exception) -> str:
