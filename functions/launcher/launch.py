@@ -25,7 +25,7 @@ from session_naming.resources import (
     Found,
     InUse,
     error_code,
-    refusal,
+    session_resources,
 )
 from session_naming.settings import LauncherSettings
 from slots import Slots
@@ -208,23 +208,6 @@ def rollback(clients, region: str, made: list[Found]) -> list[str]:
     """Delete what a failed create made; answer what is left for the collector."""
     report = delete_found(clients, region, made)
     return [item["id"] for item in report["left_to_collector"] + report["failed"]]
-
-
-def session_resources(clients, region: str, name: SessionName, bases) -> tuple[list[Found], list[dict]]:
-    """Everything of one session, split into what may be deleted and what is kept (with why)."""
-    deletable, kept = [], []
-    for kind in ORDER:
-        for page in kind.pages(clients(kind.service, region), [name]):
-            for found in page:
-                reason = refusal(found, bases)
-                if reason:
-                    kept.append({"kind": kind.name, "id": found.ident, "reason": reason})
-                else:
-                    deletable.append(found)
-    if any(k["reason"] == "keep-tag" for k in kept):  # keeping one resource keeps the session, as in a sweep
-        kept += [{"kind": f.kind, "id": f.ident, "reason": "keep-tag"} for f in deletable]
-        deletable = []
-    return deletable, kept
 
 
 def release_session(clients, settings: LauncherSettings, name: SessionName, slots: Slots | None = None) -> dict:

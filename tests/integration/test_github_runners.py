@@ -20,12 +20,12 @@ from tests.support.clients import client_factory
 from tests.support.faults import Faults
 from tests.support.function_url import answer, url_event
 from tests.support.handlers import LambdaContext, load_fixture, load_handler
-from tests.support.seed import inventory
+from tests.support.seed import ALL_KINDS, inventory
 from tests.support.stack import REGION, make_launch_template
 
 JOB = 289782451
 ROOT = "repos/codertocat/hello-world"
-NOTHING = {"instance": set(), "parameter": set(), "key_pair": set(), "security_group": set()}
+NOTHING = {kind: set() for kind in ALL_KINDS}
 
 
 @pytest.fixture

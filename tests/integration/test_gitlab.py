@@ -13,7 +13,7 @@ from session_naming import GITLAB_JOB_TAG, clients
 from tests.support.clients import client_factory
 from tests.support.function_url import SECRET, answer, url_event
 from tests.support.handlers import LambdaContext, load_fixture, load_handler
-from tests.support.seed import inventory
+from tests.support.seed import ALL_KINDS, inventory
 from tests.support.stack import REGION
 
 PROJECT, JOB = 380, 1977
@@ -144,7 +144,7 @@ def test_a_job_that_ends_while_its_create_is_in_flight_leaves_nothing(launcher, 
 
     assert ended and ended[0][0] == 200
     assert (status, body["error"]) == (409, "job_over")
-    assert inventory(look, REGION) == {kind: set() for kind in ("instance", "parameter", "key_pair", "security_group")}
+    assert inventory(look, REGION) == {kind: set() for kind in ALL_KINDS}
 
 
 def test_a_redelivered_hook_is_answered_once(launcher, look):

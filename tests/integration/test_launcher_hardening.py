@@ -17,10 +17,10 @@ from session_naming import KEEP_TAG
 from tests.support.clients import client_factory
 from tests.support.function_url import SECRET, answer, release_event, url_event
 from tests.support.handlers import LambdaContext, load_handler
-from tests.support.seed import inventory
+from tests.support.seed import ALL_KINDS, inventory
 from tests.support.stack import REGION
 
-NOTHING = {"instance": set(), "parameter": set(), "key_pair": set(), "security_group": set()}
+NOTHING = {kind: set() for kind in ALL_KINDS}
 
 
 @pytest.fixture
