@@ -8,6 +8,7 @@ PYTHON ?= $(shell tools/find-python)
 VENV := .venv
 SAM_VENV := .venv-sam
 SCAN_VENV := .venv-scan
+LOCK_VENV := .venv-lock
 PY := $(VENV)/bin/python
 SAM := PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(CURDIR)/$(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
@@ -16,30 +17,62 @@ EVENT ?= events/collector-dry-run.json
 ENV_VARS ?=
 SECRET ?=
 
-.PHONY: help install demo test suite lint template-check build invoke sign deploy delete soak bench clean
+# Locked installs. Every environment installs from a lock: each package of its
+# closure pinned, with the hashes of all its files, installed with
+# `pip install --require-hashes`. People edit the inputs; `make lock` writes
+# the locks (uv pip compile) and nothing else does:
+#
+#   input (edit this)                      lock (`make lock` writes it)            environment
+#   layers/session_naming/requirements.in  layers/session_naming/requirements.txt  the layer (`sam build` reads
+#                                                                                   requirements.txt: the lock)
+#   requirements-dev.txt                   requirements-dev.lock                   .venv (its layer part pinned
+#                                                                                   to the layer's lock)
+#   requirements-sam.txt                   requirements-sam.lock                   .venv-sam
+#   requirements-scan.txt                  requirements-scan.lock                  .venv-scan
+#   requirements-uv.txt                    requirements-uv.lock                    .venv-lock (uv, for make lock)
+#
+# Adding a package: add it to the input, run `make lock`, commit input and lock
+# together (`make lint` fails when an input's pin is missing from its lock).
+# `make lock` keeps every locked version that still satisfies the inputs;
+# `make lock UPGRADE=1` moves everything to the newest versions allowed.
+LOCK_INPUTS := layers/session_naming/requirements.in requirements-dev.txt requirements-sam.txt \
+  requirements-scan.txt requirements-uv.txt
+UV_COMPILE := $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.13 \
+  --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+# A virtual environment from its lock: $(call locked_venv,<folder>,<lock>)
+define locked_venv
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --quiet --require-hashes -r $(2)
+	touch $(1)/.installed
+endef
+
+.PHONY: help install lock demo test suite lint typecheck template-check build invoke sign deploy delete soak bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt layers/session_naming/requirements.txt
-	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
-	touch $@
+$(VENV)/.installed: requirements-dev.lock
+	$(call locked_venv,$(VENV),requirements-dev.lock)
 
-$(SAM_VENV)/.installed: requirements-sam.txt
-	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
-	touch $@
+$(SAM_VENV)/.installed: requirements-sam.lock
+	$(call locked_venv,$(SAM_VENV),requirements-sam.lock)
 
-$(SCAN_VENV)/.installed: requirements-scan.txt
-	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
-	$(PYTHON) -m venv $(SCAN_VENV)
-	$(SCAN_VENV)/bin/pip install --quiet -r requirements-scan.txt
-	touch $@
+$(SCAN_VENV)/.installed: requirements-scan.lock
+	$(call locked_venv,$(SCAN_VENV),requirements-scan.lock)
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## Create the three virtual environments (pinned)
+$(LOCK_VENV)/.installed: requirements-uv.lock
+	$(call locked_venv,$(LOCK_VENV),requirements-uv.lock)
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## Create the three virtual environments from their locks
+
+lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: newest versions); see the table above
+	@# The layer's lock first: the test environment's is constrained to it.
+	$(UV_COMPILE) layers/session_naming/requirements.in -o layers/session_naming/requirements.txt
+	$(UV_COMPILE) requirements-dev.txt -o requirements-dev.lock
+	$(UV_COMPILE) requirements-sam.txt -o requirements-sam.lock
+	$(UV_COMPILE) requirements-scan.txt -o requirements-scan.lock
+	$(UV_COMPILE) requirements-uv.txt -o requirements-uv.lock
 
 demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded moto server, no AWS account
 	$(PY) tools/demo.py
