@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tools.cfn_yaml import load_template
+from tools.cfn_template import load_template
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
