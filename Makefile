@@ -32,11 +32,10 @@ SECRET ?=
 #   requirements-uv.txt                    requirements-uv.lock                    .venv-lock (uv, for make lock)
 #
 # Adding a package: add it to the input, run `make lock`, commit input and lock
-# together (`make lint` fails when an input's pin is missing from its lock).
+# together (`make test` fails when an input's pin is missing from its lock:
+# tests/tools/test_locks.py).
 # `make lock` keeps every locked version that still satisfies the inputs;
 # `make lock UPGRADE=1` moves everything to the newest versions allowed.
-LOCK_INPUTS := layers/session_naming/requirements.in requirements-dev.txt requirements-sam.txt \
-  requirements-scan.txt requirements-uv.txt
 UV_COMPILE := $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.13 \
   --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
 # A virtual environment from its lock: $(call locked_venv,<folder>,<lock>)
@@ -77,18 +76,23 @@ lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: n
 demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded moto server, no AWS account
 	$(PY) tools/demo.py
 
-test: ## Whole suite, lint, template checks, build and smoke test of the built artifact
+test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typecheck, template checks, build
 	@# The suite starts once its environment is ready, while the others install and the template is checked.
-	$(MAKE) --no-print-directory -j3 --output-sync=target suite lint template-check
+	$(MAKE) --no-print-directory -j3 --output-sync=target suite lint typecheck template-check
 
-suite: $(VENV)/.installed ## pytest alone: unit, integration, template, reliability
+suite: $(VENV)/.installed ## pytest alone: unit, integration, template (IAM database), reliability, tools
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-template-check: $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, sam build + smoke test
+typecheck: $(VENV)/.installed ## mypy: the layer strictly, each function (own run: both have app.py) normally
+	$(VENV)/bin/mypy layers/session_naming/session_naming
+	$(VENV)/bin/mypy functions/collector
+	$(VENV)/bin/mypy functions/launcher
+
+template-check: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, sam build + smoke test
 	$(SAM_VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
 	$(SCAN_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
@@ -122,4 +126,4 @@ bench: $(VENV)/.installed ## Benchmarks against their baselines (not part of mak
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean: ## Remove virtual environments and build output
-	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) .aws-sam .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) $(LOCK_VENV) .aws-sam .pytest_cache .hypothesis .ruff_cache .mypy_cache

@@ -87,7 +87,7 @@ class SessionName(str):
         """True only once ``now`` has reached the expiry plus the grace for clock skew."""
         return now >= self.expires + grace
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[SessionName], tuple[str]]:
         return (SessionName, (str(self),))
 
 
