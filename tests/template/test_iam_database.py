@@ -59,11 +59,12 @@ SAMPLES = {
     "template-without-image-parameter-or-role": ({"SessionBases": TWO_BASES, "LaunchTemplateId": "lt-0abc12345"}, {}),
     "china-partition": (EVERYTHING, {"AWS::Partition": "aws-cn", "AWS::Region": "cn-north-1"}),
 }
-# Findings of parliament's community auditors that the template means, each with why.
+# Findings of parliament's community auditors that the template means: (issue, the actions it names).
+# PassOnlyTheInstanceRole lets the launcher start instances with the launch template's role: that one
+# role, to EC2 only (test_template.py).
 ACCEPTED = {
-    # PassOnlyTheInstanceRole: one role, to EC2 only (test_template.py), so the launcher can start instances.
-    ("PRIVILEGE_ESCALATION", "iam:PassRole"),
-    ("PERMISSIONS_MANAGEMENT_ACTIONS", "iam:PassRole"),
+    ("PERMISSIONS_MANAGEMENT_ACTIONS", frozenset({"iam:passrole"})),
+    ("PRIVILEGE_ESCALATION", frozenset({"iam:passrole", "ec2:runinstances"})),
 }
 
 
@@ -113,10 +114,11 @@ def audit(document: dict[str, Any]) -> list[str]:
     for finding in analyzed.findings:
         if finding.issue == "RESOURCE_MISMATCH":
             continue  # made across the policy below
-        actions = {a for s in document["Statement"] for a in as_list(s["Action"])} & {a for _, a in ACCEPTED}
-        if any((finding.issue, action) in ACCEPTED for action in actions):
+        named = frozenset(action.lower() for action in (finding.location or {}).get("actions", ()))
+        if (finding.issue, named) in ACCEPTED:
             continue
-        problems.append(f"{finding.issue}: {finding.title} {finding.detail}")
+        where = {key: value for key, value in (finding.location or {}).items() if key != "filepath"}
+        problems.append(f"{finding.issue}: {finding.title} {finding.detail or ''} {where}")
     granted: dict[str, list[str]] = {}
     for statement in document["Statement"]:
         known = [p for p in privileges(statement) if p["info"] is not None]
@@ -255,6 +257,12 @@ def wrong(function: str, **change: Any) -> dict[str, Any]:
                 "Condition": {"StringEquals": {"aws:RequestedTag/ec2-sessions:session": "x"}},
             },
             "UNKNOWN_CONDITION_FOR_ACTION",
+        ),
+        (
+            "a sensitive action the template does not mean",
+            "launcher",
+            {"Action": "iam:CreateAccessKey", "Resource": f"arn:aws:iam::{ACCOUNT}:user/*"},
+            ("CREDENTIALS_EXPOSURE", "PERMISSIONS_MANAGEMENT_ACTIONS", "PRIVILEGE_ESCALATION"),
         ),
     ],
     ids=lambda value: value if isinstance(value, str) and " " in value else None,
