@@ -8,6 +8,7 @@ PYTHON ?= $(shell tools/find-python)
 VENV := .venv
 SAM_VENV := .venv-sam
 SCAN_VENV := .venv-scan
+LOCK_VENV := .venv-lock
 PY := $(VENV)/bin/python
 SAM := PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(CURDIR)/$(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
@@ -16,46 +17,82 @@ EVENT ?= events/collector-dry-run.json
 ENV_VARS ?=
 SECRET ?=
 
-.PHONY: help install demo test suite lint template-check build invoke sign deploy delete soak bench clean
+# Locked installs. Every environment installs from a lock: each package of its
+# closure pinned, with the hashes of all its files, installed with
+# `pip install --require-hashes`. People edit the inputs; `make lock` writes
+# the locks (uv pip compile) and nothing else does:
+#
+#   input (edit this)                      lock (`make lock` writes it)            environment
+#   layers/session_naming/requirements.in  layers/session_naming/requirements.txt  the layer (`sam build` reads
+#                                                                                   requirements.txt: the lock)
+#   requirements-dev.txt                   requirements-dev.lock                   .venv (its layer part pinned
+#                                                                                   to the layer's lock)
+#   requirements-sam.txt                   requirements-sam.lock                   .venv-sam
+#   requirements-scan.txt                  requirements-scan.lock                  .venv-scan
+#   requirements-uv.txt                    requirements-uv.lock                    .venv-lock (uv, for make lock)
+#
+# Adding a package: add it to the input, run `make lock`, commit input and lock
+# together (`make test` fails when an input's pin is missing from its lock:
+# tests/tools/test_locks.py).
+# `make lock` keeps every locked version that still satisfies the inputs;
+# `make lock UPGRADE=1` moves everything to the newest versions allowed.
+UV_COMPILE := $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.13 \
+  --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+# A virtual environment from its lock: $(call locked_venv,<folder>,<lock>)
+define locked_venv
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install --quiet --require-hashes -r $(2)
+	touch $(1)/.installed
+endef
+
+.PHONY: help install lock demo test suite lint typecheck template-check build invoke sign deploy delete soak bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt layers/session_naming/requirements.txt
-	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
-	touch $@
+$(VENV)/.installed: requirements-dev.lock
+	$(call locked_venv,$(VENV),requirements-dev.lock)
 
-$(SAM_VENV)/.installed: requirements-sam.txt
-	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
-	touch $@
+$(SAM_VENV)/.installed: requirements-sam.lock
+	$(call locked_venv,$(SAM_VENV),requirements-sam.lock)
 
-$(SCAN_VENV)/.installed: requirements-scan.txt
-	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
-	$(PYTHON) -m venv $(SCAN_VENV)
-	$(SCAN_VENV)/bin/pip install --quiet -r requirements-scan.txt
-	touch $@
+$(SCAN_VENV)/.installed: requirements-scan.lock
+	$(call locked_venv,$(SCAN_VENV),requirements-scan.lock)
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## Create the three virtual environments (pinned)
+$(LOCK_VENV)/.installed: requirements-uv.lock
+	$(call locked_venv,$(LOCK_VENV),requirements-uv.lock)
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## Create the three virtual environments from their locks
+
+lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: newest versions); see the table above
+	@# The layer's lock first: the test environment's is constrained to it.
+	$(UV_COMPILE) layers/session_naming/requirements.in -o layers/session_naming/requirements.txt
+	$(UV_COMPILE) requirements-dev.txt -o requirements-dev.lock
+	$(UV_COMPILE) requirements-sam.txt -o requirements-sam.lock
+	$(UV_COMPILE) requirements-scan.txt -o requirements-scan.lock
+	$(UV_COMPILE) requirements-uv.txt -o requirements-uv.lock
 
 demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded moto server, no AWS account
 	$(PY) tools/demo.py
 
-test: ## Whole suite, lint, template checks, build and smoke test of the built artifact
+test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typecheck, template checks, build
 	@# The suite starts once its environment is ready, while the others install and the template is checked.
-	$(MAKE) --no-print-directory -j3 --output-sync=target suite lint template-check
+	$(MAKE) --no-print-directory -j3 --output-sync=target suite lint typecheck template-check
 
-suite: $(VENV)/.installed ## pytest alone: unit, integration, template, reliability
+suite: $(VENV)/.installed ## pytest alone: unit, integration, template (IAM database), reliability, tools
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-template-check: $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, sam build + smoke test
+typecheck: $(VENV)/.installed ## mypy: the layer strictly, each function (own run: both have app.py) normally
+	$(VENV)/bin/mypy layers/session_naming/session_naming
+	$(VENV)/bin/mypy functions/collector
+	$(VENV)/bin/mypy functions/launcher
+
+template-check: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, sam build + smoke test
 	$(SAM_VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
 	$(SCAN_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
@@ -89,4 +126,4 @@ bench: $(VENV)/.installed ## Benchmarks against their baselines (not part of mak
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean: ## Remove virtual environments and build output
-	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) .aws-sam .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) $(LOCK_VENV) .aws-sam .pytest_cache .hypothesis .ruff_cache .mypy_cache

@@ -31,9 +31,10 @@ for _path in reversed(PATHS):
 
 import aws  # noqa: E402
 from aws import PATIENT, factory, use_fake_environment  # noqa: E402
-from moto_proc import MotoProcess  # noqa: E402
 from report import table  # noqa: E402
 from throttle import Model  # noqa: E402
+
+from tools.moto_server import MotoServer  # noqa: E402
 
 REGIONS = ("us-east-1", "us-west-2")
 
@@ -70,7 +71,9 @@ def main(argv=None) -> int:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", flush=True)
 
     rows, details = [], []
-    with MotoProcess() as moto, MotoProcess() as moto_a, MotoProcess() as moto_b:
+    # Each server in a process of its own: the collector's timed work must not share their GIL.
+    servers = [MotoServer(child=True, indexed_tags=True) for _ in range(3)]
+    with servers[0] as moto, servers[1] as moto_a, servers[2] as moto_b:
         use_fake_environment(moto.url)
         aws.ENDPOINTS.update(dict(zip(REGIONS, (moto_a.url, moto_b.url), strict=True)))
         model = Model(scale=args.scale, latency=args.latency_ms / 1000)

@@ -29,12 +29,15 @@ REGION = "ap-southeast-2"
 CHILD = """
 import json, sys, time
 import app
-class Context:
-    def get_remaining_time_in_millis(self): return 900_000
-    function_name = "collector"; memory_limit_in_mb = 128; aws_request_id = "bench"
-    invoked_function_arn = "arn:aws:lambda:{region}:123456789012:function:collector"
+from tools.lambda_context import LambdaContext
+context = LambdaContext(
+    function_name="collector",
+    memory_limit_in_mb=128,
+    invoked_function_arn="arn:aws:lambda:{region}:123456789012:function:collector",
+    timeout_seconds=900,
+)
 start = time.perf_counter()
-summary = app.lambda_handler({{"dry_run": True}}, Context())
+summary = app.lambda_handler({{"dry_run": True}}, context)
 seconds = time.perf_counter() - start
 rss = {hwm}
 print("RESULT " + json.dumps({{"seconds": seconds, "rss_mb": rss, "totals": summary["totals"]}}))
@@ -65,7 +68,7 @@ def measure(clients, endpoint: str, keys: int, groups: int, log) -> tuple[list[R
     listing = time.perf_counter() - start
     env = fake_environment(endpoint)
     env.update(
-        PYTHONPATH=f"{ROOT / 'functions/collector'}:{ROOT / 'layers/session_naming'}",
+        PYTHONPATH=f"{ROOT / 'functions/collector'}:{ROOT / 'layers/session_naming'}:{ROOT}",
         REGIONS=REGION,
         SESSION_BASES=BASE,
         MAX_DELETIONS="100000",

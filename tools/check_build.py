@@ -7,6 +7,12 @@ Then, in a fresh virtual environment holding only boto3 (what the Lambda
 runtime provides), the built layer and each built function are put on the
 path and each handler is imported and invoked against a moto server. This is
 what catches a dependency the test environment has but the layer lacks.
+
+The built layer must hold exactly the versions of its lock: `sam build`
+checks the lock's hashes when it downloads for this machine, but fetches a
+foreign architecture's wheels by name and version only, so a version that
+differs would be the sign of a build that did not install the lock. The
+runtime-like environment installs boto3 from the same lock, hashes checked.
 """
 
 from __future__ import annotations
@@ -14,15 +20,20 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
+import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_BOTO3 = "boto3==1.44.8"  # the layer's pin (layers/session_naming/requirements.txt)
+sys.path.insert(0, str(ROOT))
+
+from tools.moto_server import MotoServer  # noqa: E402
+
+LAYER_LOCK = ROOT / "layers/session_naming/requirements.txt"
+# What the Lambda runtime provides: boto3 and its closure, at the layer's versions.
+RUNTIME = {"boto3", "botocore", "jmespath", "python-dateutil", "s3transfer", "six", "urllib3"}
 
 
 def run(*command: str, **kwargs) -> None:
@@ -30,10 +41,31 @@ def run(*command: str, **kwargs) -> None:
     subprocess.run(command, check=True, **kwargs)  # noqa: S603
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked(lock: Path) -> dict[str, str]:
+    """Each package of a lock and its requirement block (``name==version`` and its ``--hash`` lines)."""
+    blocks: dict[str, str] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", lock.read_text()):
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==", block)
+        if match:
+            blocks[canonical(match.group(1))] = "\n".join(line for line in block.splitlines() if "#" not in line)
+    return blocks
+
+
+def version(block: str) -> str:
+    return block.split("==", 1)[1].split()[0]
+
+
+def built_versions(site: Path) -> dict[str, str]:
+    """``name: version`` of every distribution installed in ``site`` (its ``.dist-info`` folders)."""
+    found = {}
+    for info in site.glob("*.dist-info"):
+        name, _, rest = info.name[: -len(".dist-info")].partition("-")
+        found[canonical(name)] = rest
+    return found
 
 
 def main() -> int:
@@ -61,32 +93,26 @@ def main() -> int:
         if missing:
             print(f"sam build output lacks: {', '.join(missing)}", file=sys.stderr)
             return 1
+        lock = locked(LAYER_LOCK)
+        shipped = built_versions(build / "SessionNamingLayer/python")
+        wanted = {name: version(block) for name, block in lock.items()}
+        if shipped != wanted:
+            differ = sorted(set(shipped.items()) ^ set(wanted.items()))
+            print(f"the built layer differs from {LAYER_LOCK.relative_to(ROOT)}: {differ}", file=sys.stderr)
+            return 1
         runtime = Path(tmp) / "runtime"
+        requirements = Path(tmp) / "runtime-requirements.txt"
+        requirements.write_text("\n".join(lock[name] for name in sorted(RUNTIME)) + "\n")
         run(args.python, "-m", "venv", str(runtime))
-        run(str(runtime / "bin/pip"), "install", "--quiet", RUNTIME_BOTO3)
-        port = free_port()
-        server = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+        run(str(runtime / "bin/pip"), "install", "--quiet", "--require-hashes", "-r", str(requirements))
+        with MotoServer() as server:
             run(
                 str(runtime / "bin/python"),
                 "-I",  # isolated: nothing from the user's site or PYTHONPATH
                 str(ROOT / "tools/smoke.py"),
                 str(build),
-                env={"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"},
+                env={"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": server.url},
             )
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
     print("build and smoke test passed")
     return 0
 

@@ -24,13 +24,11 @@ go_offline(POWERTOOLS_LOG_LEVEL="WARNING")
 
 import contextlib  # noqa: E402
 import io  # noqa: E402
-import logging  # noqa: E402
-
-from moto.server import ThreadedMotoServer  # noqa: E402
 
 from tools.invoke import invoke as invoke_handler  # noqa: E402
 from tools.lambda_runtime import template_environment  # noqa: E402
 from tools.local_stack import make_launcher_stack  # noqa: E402
+from tools.moto_server import MotoServer  # noqa: E402
 from tools.report import summary_table  # noqa: E402
 from tools.sign import resign  # noqa: E402
 
@@ -55,15 +53,9 @@ def invoke(function: str, event: dict, env: dict):
 
 
 def main() -> int:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
-    try:
+    with MotoServer() as server:
+        os.environ["AWS_ENDPOINT_URL"] = server.url
         return demo()
-    finally:
-        server.stop()
 
 
 def demo() -> int:

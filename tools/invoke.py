@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.cfn_yaml import load_template  # noqa: E402
+from tools.cfn_template import load_template  # noqa: E402
 from tools.lambda_runtime import LOGICAL_IDS, LambdaContext, env_vars_file, load_handler, template_environment  # noqa: E402
 from tools.report import summary_table  # noqa: E402
 

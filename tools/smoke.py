@@ -11,11 +11,11 @@ import importlib.util
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 build = Path(sys.argv[1])
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.lambda_context import LambdaContext  # noqa: E402 (stdlib only)
 from tools.offline import FAKE_AWS  # noqa: E402 (stdlib only)
 
 endpoint = os.environ["AWS_ENDPOINT_URL"]
@@ -23,17 +23,9 @@ os.environ.update(FAKE_AWS, AWS_ENDPOINT_URL=endpoint, SESSION_BASES="ec2-test-r
 sys.path.insert(0, str(build / "SessionNamingLayer" / "python"))
 
 
-class Context:
-    function_name = "smoke"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:smoke"
-    memory_limit_in_mb = 256
-    aws_request_id = "smoke"
-    log_group_name = log_stream_name = "smoke"
-    deadline = time.monotonic() + 60
-
-    def get_remaining_time_in_millis(self):
-        return int((self.deadline - time.monotonic()) * 1000)
+def context() -> LambdaContext:
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:smoke"
+    return LambdaContext(function_name="smoke", invoked_function_arn=arn, timeout_seconds=60)
 
 
 def handler(function):
@@ -47,7 +39,7 @@ def handler(function):
 
 import boto3  # noqa: E402
 
-summary = handler("CollectorFunction")({"dry_run": True}, Context())
+summary = handler("CollectorFunction")({"dry_run": True}, context())
 assert summary["dry_run"] is True and summary["totals"]["failed"] == 0, summary
 
 secret = "smoke-secret-0123456789abcdef0123456789"
@@ -74,8 +66,8 @@ event = {
     "isBase64Encoded": True,
 }
 launcher = handler("LauncherFunction")
-answer = launcher(event, Context())
+answer = launcher(event, context())
 assert answer["statusCode"] == 201, answer
-unsigned = launcher({**event, "headers": {"content-type": "application/json"}}, Context())
+unsigned = launcher({**event, "headers": {"content-type": "application/json"}}, context())
 assert unsigned["statusCode"] == 401, unsigned
 print("smoke: collector summary and launcher 201/401 from the built artifact, with only boto3 installed")

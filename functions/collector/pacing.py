@@ -29,7 +29,7 @@ class Pacer:
         burst: int = EC2_BURST,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-    ):
+    ) -> None:
         self._rate, self._burst = rate, burst
         self._clock, self._sleep = clock, sleep
         self._tokens = float(burst)

@@ -1,4 +1,4 @@
-"""Load a function's handler module the way Lambda does, and a Lambda context for it.
+"""Load a function's handler module the way Lambda does, and a Lambda context for it (the project's one).
 
 Both functions' handler modules are called ``app``; Lambda imports each from
 its own folder. Tests load them by path under distinct module names so both
@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 
 from tools import lambda_runtime
-from tools.lambda_runtime import LambdaContext  # noqa: F401 (the suites' context)
+from tools.lambda_context import LambdaContext
+
+__all__ = ["EVENTS", "PAYLOADS", "LambdaContext", "load_event", "load_fixture", "load_handler"]
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

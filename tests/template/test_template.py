@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tools.cfn_yaml import load_template
+from tools.cfn_template import load_template
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
@@ -48,6 +48,7 @@ ALLOWED = {
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
         "iam:PassRole",
+        "ssm:GetParameters",
     },
 }
 READ_ONLY = re.compile(r"^[a-z0-9]+:(Describe|Get|List)")
@@ -158,8 +159,24 @@ def test_instance_statements_exist_only_when_a_launch_template_is_configured():
     policy = RESOURCES["LauncherFunction"]["Properties"]["Policies"][0]["Statement"]
     conditional = [s["Fn::If"] for s in policy if "Fn::If" in s]
 
-    assert {branch[0] for branch in conditional} == {"HasLaunchTemplate", "HasInstanceRole"}
+    assert {branch[0] for branch in conditional} == {"HasLaunchTemplate", "HasInstanceRole", "ResolvesImageFromSsm"}
     assert all("ec2:RunInstances" not in as_list(s["Action"]) for s in policy if "Fn::If" not in s)
+    assert TEMPLATE["Conditions"]["ResolvesImageFromSsm"]["Fn::And"][0] == {"Condition": "HasLaunchTemplate"}
+
+
+def test_launcher_reads_only_the_parameter_its_launch_template_resolves_its_image_from():
+    """RunInstances resolves a ``resolve:ssm:`` AMI with the caller's ``ssm:GetParameters``: that one name, no other."""
+    readers = [s for s in statements("launcher") if "ssm:GetParameters" in as_list(s["Action"])]
+    policy = RESOURCES["LauncherFunction"]["Properties"]["Policies"][0]["Statement"]
+    [branches] = [s["Fn::If"] for s in policy if "Fn::If" in s and s["Fn::If"][0] == "ResolvesImageFromSsm"]
+
+    assert [s["Sid"] for s in readers] == ["ResolveTheTemplatesImageParameter"]
+    assert branches[1] == readers[0] and branches[2] == {"Ref": "AWS::NoValue"}
+    assert as_list(readers[0]["Action"]) == ["ssm:GetParameters"]
+    assert readers[0]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:*:parameter/${LaunchTemplateImageParameter}"
+    }
+    assert TEMPLATE["Parameters"]["LaunchTemplateImageParameter"]["Default"] == ""
 
 
 def test_every_design_variable_is_a_parameter_passed_to_a_function():

@@ -12,9 +12,20 @@ from __future__ import annotations
 
 import threading
 from functools import cache
+from typing import TYPE_CHECKING, Literal, overload
 
 import boto3
 from botocore.config import Config
+
+if TYPE_CHECKING:  # the stubs are a development dependency; the layer never imports them
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_ssm import SSMClient
+
+# The services the functions call.
+Service = Literal["ec2", "ssm", "dynamodb", "secretsmanager", "resourcegroupstaggingapi"]
 
 # EC2 refills mutating calls at 5 a second: adaptive mode slows the client
 # down when it is throttled; max_attempts lets a burst drain the bucket and
@@ -35,11 +46,25 @@ def _session() -> boto3.session.Session:
 
 
 @cache
-def _client(service: str, region: str):
+def _client(
+    service: Service, region: str
+) -> EC2Client | SSMClient | DynamoDBClient | SecretsManagerClient | ResourceGroupsTaggingAPIClient:
     return _session().client(service, region_name=region, config=RETRY_CONFIG)
 
 
-def client(service: str, region: str):
+@overload
+def client(service: Literal["ec2"], region: str) -> EC2Client: ...
+@overload
+def client(service: Literal["ssm"], region: str) -> SSMClient: ...
+@overload
+def client(service: Literal["dynamodb"], region: str) -> DynamoDBClient: ...
+@overload
+def client(service: Literal["secretsmanager"], region: str) -> SecretsManagerClient: ...
+@overload
+def client(service: Literal["resourcegroupstaggingapi"], region: str) -> ResourceGroupsTaggingAPIClient: ...
+def client(
+    service: Service, region: str
+) -> EC2Client | SSMClient | DynamoDBClient | SecretsManagerClient | ResourceGroupsTaggingAPIClient:
     """The shared client for a service in a region (``AWS_ENDPOINT_URL`` is honoured by boto3)."""
     with _lock:  # boto3 sessions are not safe for concurrent client creation
         return _client(service, region)

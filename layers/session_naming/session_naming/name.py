@@ -98,7 +98,7 @@ class SessionName(str):
         except OverflowError:
             return grace < timedelta(0)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[SessionName], tuple[str]]:
         return (SessionName, (str(self),))
 
 

@@ -8,6 +8,7 @@ and scope every delete by it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from session_naming.name import SessionName, format_expires
 
@@ -27,16 +28,16 @@ def session_tags(name: SessionName, extra: Mapping[str, str] | None = None) -> l
 
 def tag_specifications(
     name: SessionName, resource_types: Iterable[str], extra: Mapping[str, str] | None = None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """``TagSpecifications`` for an EC2 create call, one entry per resource type."""
     return [{"ResourceType": kind, "Tags": session_tags(name, extra)} for kind in resource_types]
 
 
 def keeps(tags: Mapping[str, str] | None) -> bool:
     """True when the tags hold ``ec2-sessions:keep=true`` in any letter case: one rule for every kind."""
-    return bool(tags) and str(tags.get(KEEP_TAG, "")).strip().lower() == "true"
+    return tags is not None and str(tags.get(KEEP_TAG, "")).strip().lower() == "true"
 
 
-def tags_of(resource: Mapping) -> dict[str, str]:
+def tags_of(resource: Mapping[str, Any]) -> dict[str, str]:
     """A described resource's tags as a dict (EC2 answers ``Tags: None`` at times)."""
     return {tag["Key"]: tag["Value"] for tag in resource.get("Tags") or ()}
