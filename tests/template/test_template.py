@@ -26,6 +26,7 @@ ALLOWED = {
         "ssm:DeleteParameters",
     },
     "launcher": {
+        "ec2:DescribeLaunchTemplateVersions",
         "ec2:DescribeInstances",
         "ec2:DescribeKeyPairs",
         "ec2:DescribeSecurityGroups",
