@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
+import boto3
 from session_naming import KEEP_TAG, SESSION_TAG, SessionName, session_tags
 
 # In the collector's order (session_naming.resources.ORDER).
@@ -26,8 +27,18 @@ def name_expiring(base: str, delta: timedelta, now: datetime) -> SessionName:
 
 
 @cache
-def _image(endpoint: str, region: str, ec2) -> str:
+def _catalogue_image(endpoint: str, region: str) -> str:
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint)
     return ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+
+def _image(ec2) -> str:
+    """An AMI of moto's catalogue, asked once per server and region (asking costs most of a second).
+
+    The catalogue is moto's bundled data, the same after every reset, so the
+    answer is kept across tests and client factories.
+    """
+    return _catalogue_image(ec2.meta.endpoint_url, ec2.meta.region_name)
 
 
 def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=False, extra_tags=None) -> dict:
@@ -66,7 +77,7 @@ def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=
     if "instance" in kinds:
         groups = {"SecurityGroupIds": [ids["security_group"]]} if "security_group" in ids else {}
         instance = ec2.run_instances(
-            ImageId=_image(ec2.meta.endpoint_url, region, ec2),
+            ImageId=_image(ec2),
             MinCount=1,
             MaxCount=1,
             TagSpecifications=spec("instance", [{"Key": "Name", "Value": name}]),
