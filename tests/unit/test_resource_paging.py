@@ -113,10 +113,10 @@ BY_TAG = {"Name": "tag:ec2-sessions:session", "Values": PATTERNS}
 TAGS = [{"Key": "ec2-sessions:session", "Value": SESSION}]
 
 
-def test_volumes_are_listed_by_session_tag_page_by_page_and_attached_ones_are_marked_in_use():
+def test_volumes_are_listed_by_session_tag_available_ones_only_page_by_page():
     ec2, stub = stubbed("ec2")
-    filters = [BY_TAG, {"Name": "status", "Values": ["available", "in-use"]}]
-    first = {"Volumes": [{"VolumeId": "vol-1", "State": "in-use", "Tags": TAGS}], "NextToken": "t"}
+    filters = [BY_TAG, {"Name": "status", "Values": ["available"]}]
+    first = {"Volumes": [{"VolumeId": "vol-1", "State": "available", "Tags": TAGS}], "NextToken": "t"}
     stub.add_response("describe_volumes", first, {"Filters": filters})
     second = {"Volumes": [{"VolumeId": "vol-2", "State": "available", "Tags": TAGS}]}
     stub.add_response("describe_volumes", second, {"Filters": filters, "NextToken": "t"})
@@ -124,19 +124,19 @@ def test_volumes_are_listed_by_session_tag_page_by_page_and_attached_ones_are_ma
     with stub:
         found = [f for page in VOLUMES.pages(ec2, PATTERNS) for f in page]
 
-    assert [(f.ident, f.name, f.in_use) for f in found] == [("vol-1", SESSION, True), ("vol-2", SESSION, False)]
+    assert [(f.ident, f.name) for f in found] == [("vol-1", SESSION), ("vol-2", SESSION)]
 
 
-def test_network_interfaces_are_named_by_the_session_tag_of_their_tag_set():
+def test_network_interfaces_are_listed_available_only_and_named_by_the_session_tag_of_their_tag_set():
     ec2, stub = stubbed("ec2")
-    filters = [BY_TAG, {"Name": "status", "Values": ["available", "in-use"]}]
+    filters = [BY_TAG, {"Name": "status", "Values": ["available"]}]
     interface = {"NetworkInterfaceId": "eni-1", "Status": "available", "TagSet": TAGS}
     stub.add_response("describe_network_interfaces", {"NetworkInterfaces": [interface]}, {"Filters": filters})
 
     with stub:
         [[found]] = list(NETWORK_INTERFACES.pages(ec2, PATTERNS))
 
-    assert (found.ident, found.name, found.in_use) == ("eni-1", SESSION, False)
+    assert (found.ident, found.name, found.tags) == ("eni-1", SESSION, {"ec2-sessions:session": SESSION})
 
 
 def test_images_and_snapshots_are_listed_as_the_accounts_own_by_session_tag():
