@@ -15,7 +15,11 @@ from datetime import datetime, timedelta
 from tests.support.seed import inventory, name_expiring, seed
 
 BASE = "ec2-test-runner"
-KINDS = ("parameter", "key_pair", "security_group")
+SESSION_KINDS = ("parameter", "key_pair", "security_group")
+# What a session's tests leave behind, found by its session tag alone: every LEFT_EVERY-th session has one of each.
+LEFT = ("volume", "snapshot", "address")
+LEFT_EVERY = 4
+KINDS = (*SESSION_KINDS, *LEFT)
 DAY = timedelta(days=1)
 
 
@@ -43,31 +47,40 @@ def in_parallel(function, items) -> list:
         return list(pool.map(function, items))
 
 
+def kinds_of(i: int) -> tuple[str, ...]:
+    """The i-th session's kinds: its own three, and for every LEFT_EVERY-th what its tests left."""
+    return KINDS if i % LEFT_EVERY == 0 else SESSION_KINDS
+
+
 def seed_expired(clients, region: Region, count: int, now: datetime) -> None:
     names = [name_expiring(BASE, -DAY, now) for _ in range(count)]
-    _sequential([lambda n=n: seed(clients, region.name, n, KINDS) for n in names])
-    for name in names:
-        region.add(dict.fromkeys(KINDS), name, region.expired)
+    made = _sequential([lambda i=i, n=n: seed(clients, region.name, n, kinds_of(i)) for i, n in enumerate(names)])
+    for ids, name in zip(made, names, strict=True):
+        region.add(ids, name, region.expired)
 
 
 def seed_region(clients, name: str, expired: int, live: int, foreign: int, now: datetime) -> Region:
-    """``foreign`` look-alikes, a quarter each: another base's expired sessions,
-    malformed names under our base, expired sessions tagged keep, and expired
-    untagged (legacy) groups. None of them may be touched."""
+    """``foreign`` look-alikes, a quarter each: another base's expired sessions
+    (a key pair; every LEFT_EVERY-th also a volume), malformed names under our
+    base, expired sessions tagged keep (a group; every LEFT_EVERY-th also an
+    Elastic IP), and expired untagged (legacy) groups. None of them may be
+    touched."""
     region = Region(name)
     seed_expired(clients, region, expired, now)
     jobs = []
-    for _ in range(live):
+    for i in range(live):
         n = name_expiring(BASE, DAY, now)
-        jobs.append((lambda n=n: seed(clients, name, n, KINDS), n))
+        jobs.append((lambda i=i, n=n: seed(clients, name, n, kinds_of(i)), n))
     quarter = foreign // 4
     for i in range(quarter):
         other = name_expiring("other-runner", -DAY, now)
-        jobs.append((lambda n=other: seed(clients, name, n, ("key_pair",)), other))
+        more = ("volume",) if i % LEFT_EVERY == 0 else ()
+        jobs.append((lambda n=other, more=more: seed(clients, name, n, ("key_pair", *more)), other))
         bad = f"{BASE}/not-a-session/{i:08x}"
         jobs.append((lambda n=bad: seed(clients, name, n, ("key_pair",), tagged=False), bad))
         kept = name_expiring(BASE, -DAY, now)
-        jobs.append((lambda n=kept: seed(clients, name, n, ("security_group",), keep=True), kept))
+        more = ("address",) if i % LEFT_EVERY == 0 else ()
+        jobs.append((lambda n=kept, more=more: seed(clients, name, n, ("security_group", *more), keep=True), kept))
         legacy = name_expiring(BASE, -DAY, now)
         jobs.append((lambda n=legacy: seed(clients, name, n, ("security_group",), tagged=False), legacy))
     for ids, (_, n) in zip(_sequential([job for job, _ in jobs]), jobs, strict=True):

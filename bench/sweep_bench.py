@@ -21,12 +21,21 @@ from account import BASE, check, in_parallel, seed_expired, seed_region, swept
 from aws import NO_RETRY, factory
 from ec2test import collect_garbage
 from report import Row
-from session_naming import KEEP_TAG
+from session_naming import SESSION_TAG
 from session_naming.settings import load_collector
 from sweep import sweep
 from throttle import MUTATING
 
 from tests.support.seed import inventory
+
+# One EC2 call deletes one resource of each of these kinds.
+EC2_DELETES = {
+    "key_pair": "DeleteKeyPair",
+    "volume": "DeleteVolume",
+    "snapshot": "DeleteSnapshot",
+    "address": "ReleaseAddress",
+    "security_group": "DeleteSecurityGroup",
+}
 
 
 def minimum_calls(regions, listing: Counter) -> Counter:
@@ -37,33 +46,47 @@ def minimum_calls(regions, listing: Counter) -> Counter:
     for r in regions:
         need["DescribeNetworkInterfaces"] += math.ceil(len(r.expired["security_group"]) / 200)
         need["DeleteParameters"] += math.ceil(len(r.expired["parameter"]) / 10)
-        need["DeleteKeyPair"] += len(r.expired["key_pair"])
-        need["DeleteSecurityGroup"] += len(r.expired["security_group"])
-    return need
+        for kind, operation in EC2_DELETES.items():
+            need[operation] += len(r.expired[kind])
+    return +need
 
 
 def floor_seconds(regions, scale: float) -> float:
     burst, rate = MUTATING
-    deletions = [len(r.expired["key_pair"]) + len(r.expired["security_group"]) for r in regions]
+    deletions = [sum(len(r.expired[kind]) for kind in EC2_DELETES) for r in regions]
     return max(max(0, d - burst) for d in deletions) / (rate * scale)
 
 
 def minimal_listing(model, regions) -> tuple[float, Counter]:
     """What any correct sweep must read, regions in parallel, at the largest page sizes:
-    one listing of each kind, and the parameters tagged keep (SSM's listing shows no
-    tags, and rule 6 keeps them). Answers its time and its calls by operation."""
+    one listing of each kind, and the parameters' tags (SSM's listing shows none, and
+    rule 6 holds parameters to the tag rules: the tagging API, a hundred a page).
+    Answers its time and its calls by operation."""
 
     def region(name):
-        ec2, ssm = clients("ec2", name), clients("ssm", name)
+        ec2, ssm, tagging = clients("ec2", name), clients("ssm", name), clients("resourcegroupstaggingapi", name)
         pattern = [f"{BASE}/*"]
+        by_tag = [{"Name": f"tag:{SESSION_TAG}", "Values": pattern}]
+        available = [*by_tag, {"Name": "status", "Values": ["available"]}]
         ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": pattern}])
         ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": pattern}])
+        ec2.describe_volumes(Filters=available)
+        ec2.describe_network_interfaces(Filters=available)
+        ec2.describe_images(Owners=["self"], Filters=by_tag)
+        ec2.describe_snapshots(OwnerIds=["self"], Filters=by_tag)
+        ec2.describe_addresses(Filters=by_tag)
         ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": pattern}])
         by_name = {"Key": "Name", "Option": "BeginsWith", "Values": [f"/{BASE}/"]}
-        for filters in ([by_name], [by_name, {"Key": f"tag:{KEEP_TAG}", "Values": ["true"]}]):
-            for _ in ssm.get_paginator("describe_parameters").paginate(
-                ParameterFilters=filters, PaginationConfig={"PageSize": 50}
-            ):
+        pages = [
+            ssm.get_paginator("describe_parameters").paginate(
+                ParameterFilters=[by_name], PaginationConfig={"PageSize": 50}
+            ),
+            tagging.get_paginator("get_resources").paginate(
+                ResourceTypeFilters=["ssm:parameter"], PaginationConfig={"PageSize": 100}
+            ),
+        ]
+        for paginator in pages:
+            for _ in paginator:
                 pass
 
     model.reset()

@@ -6,11 +6,13 @@ from collections import Counter
 
 
 def summary_table(summary: dict) -> str:
+    """One row per kind, in the sweep's order (the summary's), summed over regions."""
     rows = [("kind", "deleted", "kept (by reason)", "failed")]
-    for kind in ("instance", "parameter", "key_pair", "security_group"):
+    kinds = dict.fromkeys(kind for region in summary["regions"].values() for kind in region)
+    for kind in kinds:
         deleted, failed, reasons = 0, 0, Counter()
         for region in summary["regions"].values():
-            report = region[kind]
+            report = region.get(kind, {"deleted": [], "kept": [], "failed": []})
             deleted += len(report["deleted"])
             failed += len(report["failed"])
             reasons.update(k["reason"] for k in report["kept"])

@@ -152,7 +152,7 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
             continue
         if not expired:
             record(found, "kept", "not-expired")
-        elif found.in_use:  # attached or associated when listed: no mutating call spent on it
+        elif found.in_use:  # associated when listed: no mutating call spent on it
             record(found, "kept", "in-use")
         else:
             due[found.kind].append(found)

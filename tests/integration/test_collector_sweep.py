@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from datetime import timedelta
 
 import pytest
 from pacing import Pacer
+from session_naming import KEEP_TAG, SESSION_TAG, SessionName, session_tags
 from session_naming.settings import load_collector
 from sweep import sweep
 
 from tests.support.clients import client_factory
 from tests.support.faults import Faults
 from tests.support.responses import request_params
-from tests.support.seed import ALL_KINDS, NAMED_KINDS, inventory, name_expiring, seed, utc
+from tests.support.seed import (
+    ALL_KINDS,
+    NAMED_KINDS,
+    TAGGED_KINDS,
+    inventory,
+    name_expiring,
+    seed,
+    seed_left_behind,
+    utc,
+)
 
 NOW = utc("2026-11-24T22:00:00")
 REGION = "us-east-1"
@@ -383,3 +394,296 @@ def test_a_kind_that_cannot_be_listed_stops_deletions_in_that_region_only(client
     ]
     assert summary["totals"]["deleted"] == 3  # all in the other region
     assert all(inventory(client_factory(), blind)[kind] for kind in ("parameter", "key_pair", "security_group"))
+
+
+# -- a name whose arithmetic overflows ------------------------------------------------------------
+
+
+def test_a_key_pair_expiring_in_year_9999_is_kept_and_the_region_is_still_swept(clients):
+    # expires + grace is past datetime.max: once an OverflowError that ended the region's sweep.
+    last_second = f"{BASE}/99991231T235959Z/0123456789abcdef"
+    clients("ec2", REGION).create_key_pair(KeyName=last_second, KeyType="ed25519")
+    expired = name_expiring(BASE, -HOUR, NOW)
+    seed(clients, REGION, expired, kinds=NAMED_KINDS)
+
+    summary = run(clients)
+
+    assert ("key_pair", last_second, "not-expired") in kept(summary)
+    assert deleted(summary) == {kind: {expired} if kind in NAMED_KINDS else set() for kind in ALL_KINDS}
+    assert summary["totals"]["failed"] == 0
+    assert inventory(clients, REGION)["key_pair"] == {last_second}
+
+
+def test_a_resource_whose_judging_raises_fails_alone_and_the_rest_are_swept(clients, monkeypatch):
+    poisoned, others = name_expiring(BASE, -HOUR, NOW), [name_expiring(BASE, -HOUR, NOW) for _ in range(2)]
+    for name in (poisoned, *others):
+        seed(clients, REGION, name, kinds=("key_pair", "volume"))
+    is_expired = SessionName.is_expired
+
+    def raising(self, now, grace=timedelta(0)):
+        if self == poisoned:
+            raise OverflowError("date value out of range")
+        return is_expired(self, now, grace)
+
+    monkeypatch.setattr(SessionName, "is_expired", raising)
+
+    summary = run(clients)
+
+    for kind in ("key_pair", "volume"):
+        assert summary["regions"][REGION][kind]["failed"] == [{"name": poisoned, "error": "OverflowError"}]
+        assert deleted(summary)[kind] == set(others)
+    assert inventory(clients, REGION)["key_pair"] == {poisoned}
+
+
+# -- one keep rule, one tag rule, for every kind --------------------------------------------------
+
+
+def test_a_keep_tag_in_any_letter_case_on_any_kind_keeps_the_whole_session(clients):
+    ec2, ssm = clients("ec2", REGION), clients("ssm", REGION)
+    sessions = {}
+    values = ("true", "True", "TRUE", "tRuE", "True", "TRUE", "true", "True", "tRUE")
+    for kind, value in zip(ALL_KINDS, values, strict=True):
+        name = name_expiring(BASE, -HOUR, NOW)
+        ids = seed(clients, REGION, name)
+        keep = [{"Key": KEEP_TAG, "Value": value}]
+        if kind == "parameter":
+            ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=ids[kind], Tags=keep)
+        elif kind == "key_pair":  # tagged by id, deleted by name
+            key_id = ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"][0]["KeyPairId"]
+            ec2.create_tags(Resources=[key_id], Tags=keep)
+        else:
+            ec2.create_tags(Resources=[ids[kind]], Tags=keep)
+        sessions[kind] = name
+    before = inventory(clients, REGION)
+
+    summary = run(clients)
+
+    assert summary["totals"]["deleted"] == 0, deleted(summary)
+    assert {reason for _, _, reason in kept(summary)} == {"keep-tag"}
+    assert {name for _, name, _ in kept(summary)} == set(sessions.values())
+    assert inventory(clients, REGION) == before
+
+
+def test_parameters_are_held_to_the_tag_rules_of_every_other_kind_without_a_call_each(clients):
+    ssm = clients("ssm", REGION)
+    mismatched, untagged, runner, kept_by_hand = (name_expiring(BASE, -HOUR, NOW) for _ in range(4))
+    live = name_expiring(BASE, HOUR, NOW)
+    ssm.put_parameter(Name=f"/{mismatched}/private-key", Value="x", Type="SecureString", Tags=session_tags(live))
+    ssm.put_parameter(Name=f"/{untagged}/private-key", Value="x", Type="SecureString")
+    ssm.put_parameter(
+        Name=f"/{runner}/runner-jitconfig", Value="x", Type="SecureString", Tags=session_tags(SessionName(runner))
+    )
+    seed(clients, REGION, kept_by_hand, kinds=("parameter", "key_pair"))
+    ssm.add_tags_to_resource(
+        ResourceType="Parameter", ResourceId=f"/{kept_by_hand}/private-key", Tags=[{"Key": KEEP_TAG, "Value": "True"}]
+    )
+    calls = Counter()
+    for service in ("ssm", "resourcegroupstaggingapi"):
+        clients(service, REGION).meta.events.register(
+            "before-send", lambda event_name, **_: calls.update([event_name.rsplit(".", 1)[-1]])
+        )
+
+    summary = run(clients)
+
+    assert deleted(summary)["parameter"] == {runner}
+    assert kept(summary) == {
+        ("parameter", mismatched, "tag-mismatch"),
+        ("parameter", untagged, "untagged-legacy"),
+        ("parameter", kept_by_hand, "keep-tag"),
+        ("key_pair", kept_by_hand, "keep-tag"),
+    }
+    assert calls["GetResources"] == 1 and calls["ListTagsForResource"] == 0
+    operator = run(clients, SWEEP_UNTAGGED="true")
+    assert deleted(operator)["parameter"] == {untagged}
+    assert inventory(clients, REGION)["parameter"] == {mismatched, kept_by_hand}
+
+
+# -- what a session leaves behind: volumes, interfaces, AMIs, snapshots, Elastic IPs -----------------
+
+
+def present(ec2) -> dict[str, set[str]]:
+    """Every identifier of the tag-identified kinds in the region, whatever their tags."""
+    return {
+        "volume": {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]},
+        "network_interface": {i["NetworkInterfaceId"] for i in ec2.describe_network_interfaces()["NetworkInterfaces"]},
+        "image": {i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]},
+        "snapshot": {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]},
+        "address": {a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]},
+    }
+
+
+def made(ids: dict) -> set[str]:
+    return set(ids.values())
+
+
+def test_only_the_expired_own_resources_of_the_left_behind_kinds_go_and_every_look_alike_stays(clients):
+    ec2 = clients("ec2", REGION)
+    expired, live, kept_by_hand = (name_expiring(BASE, d, NOW) for d in (-HOUR, HOUR, -HOUR))
+    other_base = name_expiring("someone-else", -HOUR, NOW)
+    named_expired_tagged_live = name_expiring(BASE, -HOUR, NOW)
+    unparsable = f"{BASE}/not-a-session"
+
+    def left(tags):
+        return seed_left_behind(clients, REGION, tags, TAGGED_KINDS)
+
+    own = left(session_tags(expired))
+    look_alikes = [
+        left(session_tags(live)),
+        left(session_tags(other_base)),
+        left([*session_tags(kept_by_hand), {"Key": KEEP_TAG, "Value": "true"}]),
+        # The session tag decides: a Name naming an expired session does not make it that session's.
+        left([{"Key": "Name", "Value": named_expired_tagged_live}, *session_tags(live)]),
+        left([{"Key": "Name", "Value": named_expired_tagged_live}]),  # untagged: never even listed
+        left([{"Key": SESSION_TAG, "Value": unparsable}]),
+    ]
+    before = present(ec2)
+
+    summary = run(clients)
+
+    assert deleted(summary) == {kind: {expired} if kind in TAGGED_KINDS else set() for kind in ALL_KINDS}
+    assert summary["totals"] == {"deleted": 6, "kept": 4 * 6, "failed": 0}  # 5 kinds + the AMI's snapshot
+    reasons = kept(summary)
+    for kind in TAGGED_KINDS:
+        expected = {(kind, live, "not-expired"), (kind, kept_by_hand, "keep-tag"), (kind, unparsable, "unparsable")}
+        assert expected <= reasons
+    after = present(ec2)
+    assert all(before[kind] - after[kind] <= made(own) for kind in TAGGED_KINDS)
+    assert made(own).isdisjoint(set().union(*after.values()))
+    assert set().union(*map(made, look_alikes)) <= set().union(*after.values())
+
+
+def test_attached_associated_and_ami_held_resources_stay_and_go_once_free(clients):
+    ec2 = clients("ec2", REGION)
+    session = name_expiring(BASE, -HOUR, NOW)
+    ids = seed(clients, REGION, session, kinds=("volume", "network_interface", "snapshot", "address"))
+    bystander = seed(clients, REGION, name_expiring(BASE, HOUR, NOW), kinds=("instance",))["instance"]
+    # Attached: not listed (an instance's volumes and interfaces are its own). Associated: listed, in use.
+    ec2.attach_volume(VolumeId=ids["volume"], InstanceId=bystander, Device="/dev/sdf")
+    attachment = ec2.attach_network_interface(
+        NetworkInterfaceId=ids["network_interface"], InstanceId=bystander, DeviceIndex=1
+    )["AttachmentId"]
+    association = ec2.associate_address(AllocationId=ids["address"], InstanceId=bystander)["AssociationId"]
+    # A live session's AMI built on the expired session's snapshot (listed: no call spent), and an
+    # untagged AMI of someone else built on another (not listed: DeleteSnapshot answers InUse).
+    held_by_live = ec2.register_image(Name="live", RootDeviceName="/dev/sda1")["ImageId"]
+    ec2.create_tags(Resources=[held_by_live], Tags=session_tags(name_expiring(BASE, HOUR, NOW)))
+    [mapping] = ec2.describe_images(ImageIds=[held_by_live])["Images"][0]["BlockDeviceMappings"]
+    ec2.create_tags(Resources=[mapping["Ebs"]["SnapshotId"]], Tags=session_tags(session))
+    foreign_ami = ec2.register_image(Name="foreign", RootDeviceName="/dev/sda1")["ImageId"]
+    [foreign_mapping] = ec2.describe_images(ImageIds=[foreign_ami])["Images"][0]["BlockDeviceMappings"]
+    ec2.create_tags(Resources=[foreign_mapping["Ebs"]["SnapshotId"]], Tags=session_tags(session))
+    calls = Counter()
+    ec2.meta.events.register("before-send.ec2", lambda event_name, **_: calls.update([event_name.rsplit(".", 1)[-1]]))
+
+    first = run(clients)
+
+    assert ("address", session, "in-use") in kept(first)
+    snapshots = first["regions"][REGION]["snapshot"]
+    assert snapshots["kept"] == [{"name": session, "reason": "in-use"}] * 2
+    assert snapshots["deleted"] == [session]  # its own, held by no AMI
+    assert deleted(first)["volume"] == deleted(first)["network_interface"] == set()
+    assert first["totals"]["failed"] == 0
+    assert not {"DeleteVolume", "DeleteNetworkInterface", "ReleaseAddress"} & set(calls)
+    assert calls["DeleteSnapshot"] == 2  # its own, and the one the unlisted AMI holds
+    ec2.detach_volume(VolumeId=ids["volume"], InstanceId=bystander, Device="/dev/sdf")  # moto needs all three
+    ec2.detach_network_interface(AttachmentId=attachment)
+    ec2.disassociate_address(AssociationId=association)
+    ec2.deregister_image(ImageId=foreign_ami)
+
+    second = run(clients)
+
+    assert {kind: len(names) for kind, names in deleted(second).items() if names} == {
+        "volume": 1,
+        "network_interface": 1,
+        "snapshot": 1,
+        "address": 1,
+    }
+    assert ("snapshot", session, "in-use") in kept(second)  # the live session's AMI still holds it
+
+
+def test_a_volume_or_interface_attached_between_listing_and_delete_is_kept_in_use(clients):
+    # moto refuses the volume itself (VolumeInUse); AWS's refusal of the interface is modelled (aws_rules).
+    ec2 = clients("ec2", REGION)
+    session = name_expiring(BASE, -HOUR, NOW)
+    ids = seed(clients, REGION, session, kinds=("volume", "network_interface"))
+    instance = seed(clients, REGION, name_expiring(BASE, HOUR, NOW), kinds=("instance",))["instance"]
+    side = client_factory()("ec2", REGION)
+
+    def right_after_the_listing(operation, attach):
+        done = []
+
+        def hook(**_):
+            if not done:  # the listing; DescribeNetworkInterfaces runs again for the groups
+                done.append(attach())
+
+        ec2.meta.events.register(f"after-call.ec2.{operation}", hook)
+
+    right_after_the_listing(
+        "DescribeVolumes", lambda: side.attach_volume(VolumeId=ids["volume"], InstanceId=instance, Device="/dev/sdg")
+    )
+    right_after_the_listing(
+        "DescribeNetworkInterfaces",
+        lambda: side.attach_network_interface(
+            NetworkInterfaceId=ids["network_interface"], InstanceId=instance, DeviceIndex=2
+        ),
+    )
+
+    summary = run(clients)
+
+    assert kept(summary) >= {("volume", session, "in-use"), ("network_interface", session, "in-use")}
+    assert summary["totals"]["failed"] == 0
+
+
+def test_an_address_associated_after_the_listing_is_refused_by_aws_and_kept_in_use(clients):
+    # moto releases an associated Elastic IP; AWS answers InvalidIPAddress.InUse (tests/support/aws_rules.py).
+    ec2 = clients("ec2", REGION)
+    session = name_expiring(BASE, -HOUR, NOW)
+    allocation = seed(clients, REGION, session, kinds=("address",))["address"]
+    instance = seed(clients, REGION, name_expiring(BASE, HOUR, NOW), kinds=("instance",))["instance"]
+    side = client_factory()("ec2", REGION)
+    ec2.meta.events.register(
+        "after-call.ec2.DescribeAddresses",
+        lambda **_: side.associate_address(AllocationId=allocation, InstanceId=instance),
+    )
+
+    summary = run(clients)
+
+    assert kept(summary) >= {("address", session, "in-use")}
+    assert summary["totals"]["failed"] == 0
+    assert inventory(clients, REGION)["address"] == {session}
+
+
+def test_every_kind_is_listed_once_a_region_and_every_ec2_deletion_is_paced(clients, monkeypatch):
+    waits = []
+
+    class CountingPacer(Pacer):
+        def wait(self):
+            waits.append(1)
+            super().wait()
+
+    monkeypatch.setattr("sweep.Pacer", CountingPacer)
+    seed(clients, REGION, name_expiring(BASE, -HOUR, NOW))
+    seed(clients, REGION, name_expiring(BASE, HOUR, NOW))
+    calls = Counter()
+    for service in ("ec2", "ssm", "resourcegroupstaggingapi"):
+        clients(service, REGION).meta.events.register(
+            "before-send", lambda event_name, **_: calls.update([event_name.rsplit(".", 1)[-1]])
+        )
+
+    summary = run(clients)
+
+    listings = {op: n for op, n in calls.items() if op.startswith(("Describe", "Get"))}
+    assert listings == {
+        "DescribeInstances": 1,
+        "DescribeParameters": 1,
+        "GetResources": 1,
+        "DescribeKeyPairs": 1,
+        "DescribeVolumes": 1,
+        "DescribeNetworkInterfaces": 2,  # the interfaces, then the groups' in-use check
+        "DescribeImages": 1,
+        "DescribeSnapshots": 1,
+        "DescribeAddresses": 1,
+        "DescribeSecurityGroups": 1,
+    }
+    ec2_deletions = summary["totals"]["deleted"] - len(deleted(summary)["parameter"])
+    assert len(waits) == ec2_deletions == 9  # 8 kinds, and the AMI's snapshot

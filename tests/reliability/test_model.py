@@ -5,7 +5,9 @@ an instance), releasing one, moving the clock (freely and onto the exact
 second an expiry plus grace falls due), sweeping (for real and dry-run),
 planting foreign look-alikes (another base, malformed and near-miss names,
 keep-tagged sessions, legacy ec2test names), running a bystander instance in
-some group and terminating instances. The model says, for every resource,
+some group and terminating instances, and leaving behind what a session's
+tests make (volumes, interfaces, AMIs with their snapshots, snapshots,
+Elastic IPs), tied to their session by its tag alone. The model says, for every resource,
 whether it must exist or must be gone; after every step the account (moto
 over HTTP, with AWS's DependencyViolation and terminate rules modelled) is
 compared with it (the moto server: see conftest.account). The model computes expiries from its own clock and its own
@@ -28,13 +30,16 @@ from sweep import sweep
 
 from tests.reliability.conftest import examples
 from tests.reliability.tally import TALLY
+from tests.support.seed import left_behind, seed_left_behind
 
 REGION = "us-east-1"
 BASE = "ec2-test-runner"
 GRACE = timedelta(seconds=300)
 T0 = datetime(2026, 11, 24, 22, 0, 0, tzinfo=UTC)
 IMAGE = "ami-0123456789abcdef0"  # moto accepts any image id; describing its catalogue costs seconds
-KINDS = ("instance", "parameter", "key_pair", "security_group")
+NAMED = ("instance", "parameter", "key_pair", "security_group")
+LEFT_BEHIND = ("volume", "network_interface", "image", "snapshot", "address")
+KINDS = (*NAMED, *LEFT_BEHIND)
 
 
 def stamp(moment: datetime) -> str:
@@ -57,7 +62,9 @@ class Session:
     group: str
     parameter: str | None
     instance: str | None
-    gone: set[str] = field(default_factory=set)  # kinds the model says no longer exist
+    gone: set[str] = field(default_factory=set)  # named kinds the model says no longer exist
+    left: dict[str, set[str]] = field(default_factory=lambda: {kind: set() for kind in LEFT_BEHIND})
+    left_gone: set[str] = field(default_factory=set)  # identifiers of left-behind resources now gone
 
     def ident(self, kind: str) -> str | None:
         return {
@@ -68,7 +75,12 @@ class Session:
         }[kind]
 
     def present(self) -> dict[str, str]:
-        return {kind: self.ident(kind) for kind in KINDS if self.ident(kind) and kind not in self.gone}
+        """The named kinds still there, one identifier each."""
+        return {kind: self.ident(kind) for kind in NAMED if self.ident(kind) and kind not in self.gone}
+
+    def still_left(self) -> dict[str, set[str]]:
+        """The left-behind resources still there, by kind (only those the session has)."""
+        return {kind: idents - self.left_gone for kind, idents in self.left.items() if idents - self.left_gone}
 
 
 # Names an over-eager collector might take for ours: each keeps BASE visible and
@@ -177,7 +189,7 @@ class AccountModel(RuleBasedStateMachine):
     def release(self, pick):
         session = sorted(self.sessions.values(), key=lambda s: s.name)[pick % len(self.sessions)]
         present = session.present()
-        if not present:
+        if not present and not session.still_left():
             try:
                 release_session(self.clients, self.launcher, session.name)
             except SessionNotFound:
@@ -185,6 +197,7 @@ class AccountModel(RuleBasedStateMachine):
             raise AssertionError(f"releasing {session.name}, of which nothing is left, did not answer NotFound")
         answer = release_session(self.clients, self.launcher, session.name)
         self._gone(session, "instance", "parameter", "key_pair")
+        session.left_gone |= set().union(*session.left.values())  # none attached: all released
         if "security_group" in present:
             if self.users(session.group):
                 assert answer["left_to_collector"] == [
@@ -230,7 +243,7 @@ class AccountModel(RuleBasedStateMachine):
     @rule(
         kind=st.sampled_from(sorted(LOOK_ALIKES) + ["keep-tagged", "legacy-own-base"]),
         age=st.integers(1, 30 * 24 * 3600),
-        keep_on=st.sampled_from(["key_pair", "security_group", "parameter"]),
+        keep_on=st.sampled_from(["key_pair", "security_group", "parameter", "volume"]),
     )
     def plant_foreign(self, kind, age, keep_on):
         expires = (self.now - timedelta(seconds=age)).replace(second=0)
@@ -261,6 +274,9 @@ class AccountModel(RuleBasedStateMachine):
             ],
         )["GroupId"]
         self.protected["security_group", group] = kind
+        # What a look-alike session's tests left: a volume carrying its (look-alike) session tag.
+        volume = seed_left_behind(self.clients, REGION, tags(name, keep=keep and keep_on == "volume"), ["volume"])
+        self.protected["volume", volume["volume"]] = kind
         if "//" not in name and name.count("/") < 14:
             parameter = f"/{name}/private-key"
             self.ssm.put_parameter(
@@ -269,6 +285,16 @@ class AccountModel(RuleBasedStateMachine):
             self.protected["parameter", parameter] = kind
         elif keep and keep_on == "parameter":
             raise AssertionError("unreachable: keep-tagged names are well-formed")
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=st.integers(0, 10**6), kind=st.sampled_from(LEFT_BEHIND))
+    def leave_behind(self, pick, kind):
+        """A test on the session made something the launcher never knew of, tagged with the session."""
+        session = sorted(self.sessions.values(), key=lambda s: s.name)[pick % len(self.sessions)]
+        ids = seed_left_behind(self.clients, REGION, tags(session.name), [kind])
+        session.left[kind].add(ids[kind])
+        if "image_snapshot" in ids:  # the AMI's own snapshot, tagged as AWS's CreateImage would tag it
+            session.left["snapshot"].add(ids["image_snapshot"])
 
     @precondition(lambda self: self.live_groups())
     @rule(pick=st.integers(0, 10**6))
@@ -306,8 +332,8 @@ class AccountModel(RuleBasedStateMachine):
         due = [s for s in self.sessions.values() if self.due(s.expires, self.now)]
         ending = set()
         for session in due:
-            for kind in ("instance", "parameter", "key_pair"):
-                if kind in session.present():
+            for kind in ("instance", "parameter", "key_pair", *session.still_left()):
+                if kind in session.present() or kind in session.still_left():
                     expected[kind].add(session.name)
             if "instance" in session.present():
                 ending.add(session.instance)
@@ -323,7 +349,10 @@ class AccountModel(RuleBasedStateMachine):
 
     def apply_sweep(self, deleted: dict[str, set[str]]) -> None:
         for session in self.sessions.values():
-            self._gone(session, *(kind for kind in KINDS if session.name in deleted[kind]))
+            self._gone(session, *(kind for kind in NAMED if session.name in deleted[kind]))
+            for kind, idents in session.still_left().items():
+                if session.name in deleted[kind]:  # a session's every resource of a kind goes in one sweep
+                    session.left_gone |= idents
         self.legacy_gone |= deleted["key_pair"] & set(self.legacy_keys)
 
     def expectation(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -331,10 +360,13 @@ class AccountModel(RuleBasedStateMachine):
         must = {kind: set() for kind in KINDS}
         gone = {kind: set() for kind in KINDS}
         for session in self.sessions.values():
-            for kind in KINDS:
+            for kind in NAMED:
                 ident = session.ident(kind)
                 if ident is not None:
                     (gone if kind in session.gone else must)[kind].add(ident)
+            for kind, idents in session.left.items():
+                must[kind] |= idents - session.left_gone
+                gone[kind] |= idents & session.left_gone
         for kind, ident in self.protected:
             must[kind].add(ident)
         for name in self.legacy_keys:
@@ -361,6 +393,8 @@ class AccountModel(RuleBasedStateMachine):
             "key_pair": {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]},
             "security_group": {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
             - {g["GroupId"] for g in ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"]},
+            # Session-tagged; a launched instance's own (attached) volume is its instance's, not listed.
+            **left_behind(ec2, key="ident"),
         }
 
     @invariant()
@@ -398,6 +432,12 @@ class AccountModel(RuleBasedStateMachine):
             for kind, ident in session.present().items()
             if ident in have[kind]
         ] + [name for name in self.legacy_keys if name in have["key_pair"]]
+        leaked += [
+            (kind, ident)
+            for session in self.sessions.values()
+            for kind, idents in session.still_left().items()
+            for ident in idents & have[kind]
+        ]
         TALLY.add(leaked=len(leaked))
         assert not leaked, f"left after expiry + grace and a final sweep: {leaked}"
         assert deleted == expected

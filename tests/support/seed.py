@@ -12,12 +12,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
+import boto3
 from session_naming import KEEP_TAG, SESSION_TAG, SessionName, session_tags
 
 # In the collector's order (session_naming.resources.ORDER).
 NAMED_KINDS = ("instance", "parameter", "key_pair", "security_group")
 TAGGED_KINDS = ("volume", "network_interface", "image", "snapshot", "address")
 ALL_KINDS = ("instance", "parameter", "key_pair", *TAGGED_KINDS, "security_group")
+MOTO_ACCOUNT = "123456789012"  # moto's account for the fake credentials
 
 
 def name_expiring(base: str, delta: timedelta, now: datetime) -> SessionName:
@@ -26,8 +28,18 @@ def name_expiring(base: str, delta: timedelta, now: datetime) -> SessionName:
 
 
 @cache
-def _image(endpoint: str, region: str, ec2) -> str:
+def _catalogue_image(endpoint: str, region: str) -> str:
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint)
     return ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+
+def _image(ec2) -> str:
+    """An AMI of moto's catalogue, asked once per server and region (asking costs most of a second).
+
+    The catalogue is moto's bundled data, the same after every reset, so the
+    answer is kept across tests and client factories.
+    """
+    return _catalogue_image(ec2.meta.endpoint_url, ec2.meta.region_name)
 
 
 def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=False, extra_tags=None) -> dict:
@@ -66,7 +78,7 @@ def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=
     if "instance" in kinds:
         groups = {"SecurityGroupIds": [ids["security_group"]]} if "security_group" in ids else {}
         instance = ec2.run_instances(
-            ImageId=_image(ec2.meta.endpoint_url, region, ec2),
+            ImageId=_image(ec2),
             MinCount=1,
             MaxCount=1,
             TagSpecifications=spec("instance", [{"Key": "Name", "Value": name}]),
@@ -145,22 +157,35 @@ def inventory(clients, region: str) -> dict[str, set[str]]:
     }
 
 
-def left_behind(ec2) -> dict[str, set[str]]:
-    """The tag-identified kinds that carry a session tag, named by its value (as the collector names them)."""
+def left_behind(ec2, key: str = "name") -> dict[str, set[str]]:
+    """The tag-identified kinds that carry a session tag, by the tag's value (``key="name"``, as the
+    collector names them) or by their identifier (``key="ident"``). Attached volumes and interfaces
+    are their instance's (the collector does not list them either) and are left out."""
+    return {kind: {name if key == "name" else ident for name, ident in found} for kind, found in _tagged(ec2).items()}
+
+
+def _tagged(ec2) -> dict[str, list[tuple[str, str]]]:
     tagged = [{"Name": "tag-key", "Values": [SESSION_TAG]}]
+    available = [*tagged, {"Name": "status", "Values": ["available"]}]
+    # moto ignores OwnerIds=["self"] and filters its 1,300 public snapshots by tag slowly: filter by owner.
+    own = [{"Name": "owner-id", "Values": [MOTO_ACCOUNT]}]
 
-    def session_of(resource) -> str:
-        return next(t["Value"] for t in resource["Tags"] if t["Key"] == SESSION_TAG)
+    def session_of(tags) -> str | None:
+        return next((t["Value"] for t in tags or () if t["Key"] == SESSION_TAG), None)
 
+    listed = {
+        "volume": [(v, v["VolumeId"]) for v in ec2.describe_volumes(Filters=available)["Volumes"]],
+        "network_interface": [
+            ({"Tags": i.get("TagSet")}, i["NetworkInterfaceId"])
+            for i in ec2.describe_network_interfaces(Filters=available)["NetworkInterfaces"]
+        ],
+        "image": [(i, i["ImageId"]) for i in ec2.describe_images(Owners=["self"], Filters=tagged)["Images"]],
+        "snapshot": [(s, s["SnapshotId"]) for s in ec2.describe_snapshots(OwnerIds=["self"], Filters=own)["Snapshots"]],
+        "address": [(a, a["AllocationId"]) for a in ec2.describe_addresses(Filters=tagged)["Addresses"]],
+    }
     return {
-        "volume": {session_of(v) for v in ec2.describe_volumes(Filters=tagged)["Volumes"]},
-        "network_interface": {
-            session_of({"Tags": i["TagSet"]})
-            for i in ec2.describe_network_interfaces(Filters=tagged)["NetworkInterfaces"]
-        },
-        "image": {session_of(i) for i in ec2.describe_images(Owners=["self"], Filters=tagged)["Images"]},
-        "snapshot": {session_of(s) for s in ec2.describe_snapshots(OwnerIds=["self"], Filters=tagged)["Snapshots"]},
-        "address": {session_of(a) for a in ec2.describe_addresses(Filters=tagged)["Addresses"]},
+        kind: [(session_of(r.get("Tags")), ident) for r, ident in found if session_of(r.get("Tags")) is not None]
+        for kind, found in listed.items()
     }
 
 

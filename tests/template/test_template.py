@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from session_naming.resources import ORDER
 
 from tools.cfn_template import load_template
 
@@ -12,19 +13,12 @@ TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
 FUNCTIONS = {"collector": "CollectorFunction", "launcher": "LauncherFunction"}
 
+# The collector may do what its deletion units declare they call, and nothing else.
+COLLECTOR_UNITS_NEED = frozenset().union(*(kind.permissions for kind in ORDER))
+# Where a unit scoped by name finds its resources in an ARN.
+NAME_SCOPED_ARN = {"key_pair": ":key-pair/", "parameter": ":parameter/"}
 ALLOWED = {
-    "collector": {
-        "ec2:DescribeInstances",
-        "ec2:DescribeKeyPairs",
-        "ec2:DescribeSecurityGroups",
-        "ec2:DescribeNetworkInterfaces",
-        "ssm:DescribeParameters",
-        "ec2:TerminateInstances",
-        "ec2:DeleteSecurityGroup",
-        "ec2:DeleteKeyPair",
-        "ssm:DeleteParameter",
-        "ssm:DeleteParameters",
-    },
+    "collector": set(COLLECTOR_UNITS_NEED),
     "launcher": {
         "ec2:DescribeLaunchTemplateVersions",
         "ec2:DescribeInstances",
@@ -128,6 +122,28 @@ def test_deletes_and_terminations_are_scoped_to_session_resources(function):
             assert scoped_by_base_name(statement, ":key-pair/"), statement["Sid"]
         if actions & {"ssm:DeleteParameter", "ssm:DeleteParameters", "ssm:PutParameter"}:
             assert scoped_by_base_name(statement, ":parameter/"), statement["Sid"]
+
+
+def test_collector_policy_grants_exactly_the_actions_its_deletion_units_declare():
+    granted = {action for s in statements("collector") for action in as_list(s["Action"])}
+
+    need = COLLECTOR_UNITS_NEED
+    assert granted == need, {"not granted": need - granted, "granted beyond the units": granted - need}
+
+
+@pytest.mark.parametrize("kind", ORDER, ids=lambda kind: kind.name)
+def test_each_collector_delete_is_scoped_as_its_unit_declares(kind):
+    granting = [s for s in statements("collector") if kind.deletes & set(as_list(s["Action"]))]
+
+    assert kind.deletes and granting, kind.name
+    for statement in granting:
+        if kind.scope == "session-tag":
+            condition = statement.get("Condition", {}).get("StringLike", {})
+            assert set(condition) == {"ec2:ResourceTag/ec2-sessions:session"}, statement["Sid"]
+            assert "SessionBases" in repr(condition) and "/*" in repr(condition), statement["Sid"]
+            assert all("/*" in repr(r) and "${Bases}" not in repr(r) for r in as_list(statement["Resource"]))
+        else:
+            assert scoped_by_base_name(statement, NAME_SCOPED_ARN[kind.name]), statement["Sid"]
 
 
 def test_launcher_creates_only_with_the_session_tag_and_tags_only_while_creating():
@@ -239,8 +255,12 @@ def test_alarms_watch_collector_errors_failed_deletions_and_the_dead_letter_queu
     alarms = {k: v["Properties"] for k, v in RESOURCES.items() if v["Type"] == "AWS::CloudWatch::Alarm"}
 
     assert {"CollectorErrorsAlarm", "CollectorFailedDeletionsAlarm", "ScheduleDeadLetterAlarm"} <= set(alarms)
-    failed = repr(alarms["CollectorFailedDeletionsAlarm"]["Metrics"])
-    assert all(kind in failed for kind in ("instance", "parameter", "key_pair", "security_group"))
+    metrics = alarms["CollectorFailedDeletionsAlarm"]["Metrics"]
+    watched = {m["MetricStat"]["Metric"]["Dimensions"][1]["Value"]: m["Id"] for m in metrics if "MetricStat" in m}
+    [summed] = [m["Expression"] for m in metrics if m.get("ReturnData")]
+    assert set(watched) == {kind.name for kind in ORDER}
+    assert all(f"FILL({ident}, 0)" in summed for ident in watched.values())
+    assert len(watched) <= 10  # CloudWatch's limit for a metric-math alarm
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == {
             "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]

@@ -52,7 +52,7 @@ class Found:
     name: str  # the session name it claims (unparsed text): its name, or its session tag's value
     ident: str  # what the delete call takes
     tags: Mapping[str, str] | None = field(default=None, compare=False)  # None: the listing shows no tags
-    in_use: bool = field(default=False, compare=False)  # the listing shows it attached or associated
+    in_use: bool = field(default=False, compare=False)  # the listing shows it in use (an associated address)
     uses: tuple[str, ...] = field(default=(), compare=False)  # an AMI's snapshots
 
     @property
@@ -107,7 +107,7 @@ class Kind:
     def delete_quietly(self, client, found: Found) -> None:
         """Delete; "already gone" is done, "still used" is ``InUse``, anything else raises.
 
-        A resource its listing showed attached or associated is ``InUse``
+        A resource its listing showed in use (an associated address) is ``InUse``
         without a call: EC2's mutating calls are the scarce ones, and moto
         releases an associated Elastic IP where AWS refuses.
         """
@@ -235,31 +235,29 @@ class _SecurityGroups(Kind):
 class _Volumes(Kind):
     """EBS volumes an instance left (``DeleteOnTermination: false``) or a test made.
 
-    Attached ones are listed too, so the summary says why they stay.
+    Only ``available`` ones are listed: an attached volume, a live
+    instance's root volume among them, is not the collector's until it is
+    detached; one attached between listing and delete answers ``VolumeInUse``.
     """
 
-    STATES = ("available", "in-use")
-
     def pages(self, client, patterns):
-        filters = [_session_tag_filter(patterns), {"Name": "status", "Values": list(self.STATES)}]
+        filters = [_session_tag_filter(patterns), {"Name": "status", "Values": ["available"]}]
         for page in client.get_paginator("describe_volumes").paginate(Filters=filters):
-            yield [_by_tag(self.name, v["VolumeId"], v, in_use=v.get("State") != "available") for v in page["Volumes"]]
+            yield [_by_tag(self.name, v["VolumeId"], v) for v in page["Volumes"]]
 
     def delete(self, client, found):
         client.delete_volume(VolumeId=found.ident)
 
 
 class _NetworkInterfaces(Kind):
-    STATES = ("available", "in-use")
+    """Interfaces in status ``available``, as volumes: an attached one is its instance's."""
 
     def pages(self, client, patterns):
-        filters = [_session_tag_filter(patterns), {"Name": "status", "Values": list(self.STATES)}]
+        filters = [_session_tag_filter(patterns), {"Name": "status", "Values": ["available"]}]
         for page in client.get_paginator("describe_network_interfaces").paginate(Filters=filters):
+            # An interface's tags are its TagSet.
             yield [
-                # An interface's tags are its TagSet.
-                _by_tag(
-                    self.name, i["NetworkInterfaceId"], {"Tags": i.get("TagSet")}, in_use=i.get("Status") != "available"
-                )
+                _by_tag(self.name, i["NetworkInterfaceId"], {"Tags": i.get("TagSet")})
                 for i in page["NetworkInterfaces"]
             ]
 
