@@ -59,16 +59,14 @@ def github_app(settings: LauncherSettings):
 
     provider = SecretsProvider(boto3_client=clients.client("secretsmanager", settings.region))
     secret = provider.get(settings.github.app_secret_arn, max_age=SECRET_MAX_AGE_SECONDS)
-    if '"app_id": ""' in secret.replace(" ", "").replace('"app_id":""', '"app_id": ""'):
-        return None  # the stack's placeholder: no App configured yet
     return _app(hashlib.sha256(secret.encode()).hexdigest(), secret, settings.github.api_url)
 
 
 @cache
 def _app(_fingerprint: str, secret: str, api_url: str):
-    from session_naming.github import load_app
+    from session_naming.github import app_from_secret
 
-    return load_app(secret, api_url)
+    return app_from_secret(secret, api_url)
 
 
 def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict]:

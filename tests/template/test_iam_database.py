@@ -43,6 +43,7 @@ ACCOUNT = "123456789012"
 # Resources the policies name, as the deployed stack would name them.
 STACK_RESOURCES = {
     "WebhookSecret": f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:ec2-sessions-webhook-AbCdEf",
+    "GitHubAppSecret": f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:ec2-sessions-github-app-AbCdEf",
     "IdempotencyTable.Arn": f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ec2-sessions-IdempotencyTable-0ABC",
 }
 TWO_BASES = "ec2-test-runner,ci.other-base"
@@ -170,7 +171,7 @@ def test_per_base_resources_and_tag_patterns_name_every_base_and_nothing_else():
         f"arn:aws:ec2:*:{ACCOUNT}:key-pair/ec2-test-runner/*",
         f"arn:aws:ec2:*:{ACCOUNT}:key-pair/ci.other-base/*",
     ]
-    assert collector["DeleteSessionPrivateKeys"]["Resource"] == [
+    assert collector["DeleteSessionParameters"]["Resource"] == [
         f"arn:aws:ssm:*:{ACCOUNT}:parameter/ec2-test-runner/*",
         f"arn:aws:ssm:*:{ACCOUNT}:parameter/ci.other-base/*",
     ]
@@ -184,7 +185,7 @@ def test_per_base_resources_and_tag_patterns_name_every_base_and_nothing_else():
         f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/ci.other-base/*",
     ]
     tagged = [s for s in [*collector.values(), *launcher.values()] if "StringLike" in s.get("Condition", {})]
-    assert len(tagged) == 5
+    assert len(tagged) == 6  # every delete scoped by the session tag, the leftover kinds included
     for statement in tagged:
         [(key, value)] = statement["Condition"]["StringLike"].items()
         assert key.endswith("Tag/ec2-sessions:session") and value == patterns, statement["Sid"]

@@ -164,7 +164,7 @@ def test_launcher_creates_only_with_the_session_tag_and_tags_only_while_creating
         if actions == {"ec2:RunInstances"} and ":instance/" in resources_text(statement):
             assert "aws:RequestTag/ec2-sessions:session" in conditions["StringLike"]
         if "secretsmanager:GetSecretValue" in actions:
-            assert statement["Resource"] == {"Ref": "WebhookSecret"}
+            assert statement["Resource"] == [{"Ref": "WebhookSecret"}, {"Ref": "GitHubAppSecret"}]
         if any(a.startswith("dynamodb:") for a in actions):
             assert statement["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
         if "iam:PassRole" in actions:

@@ -235,6 +235,17 @@ def load_app(secret_json: str, api_url: str, **options) -> GitHubApp:
     return GitHubApp(api_url, app_id, key, **options)
 
 
+def app_from_secret(secret_json: str, api_url: str, **options) -> GitHubApp | None:
+    """``load_app``, or ``None`` while the secret is the stack's placeholder (an empty ``app_id``): no App yet."""
+    try:
+        data = json.loads(secret_json)
+    except (TypeError, ValueError):
+        data = None
+    if isinstance(data, dict) and data.get("app_id") in ("", None) and not data.get("private_key"):
+        return None
+    return load_app(secret_json, api_url, **options)
+
+
 class GitHubApp:
     """A GitHub App: its JWT, installation tokens, and the runner calls made with them.
 
