@@ -25,10 +25,21 @@ def lambda_handler(event, context):
         time_left=lambda: context.get_remaining_time_in_millis() / 1000,
         dry_run=settings.dry_run or dry_run,
         on_outcome=log_outcome,
+        github=lambda: github_app(settings),
     )
     publish_metrics(summary)
     logger.info("sweep finished", extra={"summary": summary_for_log(summary)})  # one event: at most 256 KB
     return summary
+
+
+def github_app(settings):
+    """The stack's GitHub App (read from Secrets Manager in this function's region), or ``None``."""
+    if settings.github.app_secret_arn is None:
+        return None
+    from session_naming.github import configured_app
+
+    region = settings.github.app_secret_arn.split(":")[3]
+    return configured_app(settings.github, clients.client("secretsmanager", region))
 
 
 def log_outcome(region, found, outcome, detail):

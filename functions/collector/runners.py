@@ -37,6 +37,8 @@ from session_naming.github import (
 from session_naming.settings import GitHubSettings
 
 KIND = "github_runner"
+# What this part of the sweep asks AWS for (the template grants exactly it, on the App's secret only).
+PERMISSIONS = frozenset({"secretsmanager:GetSecretValue"})
 Outcome = tuple[str, str, str | None]  # (session, "deleted" | "kept" | "failed", detail)
 
 

@@ -29,6 +29,7 @@ from session_naming.resources import (
     judge,
 )
 from session_naming.settings import CollectorSettings
+from session_naming.tags import GITHUB_RUNNER_TAG
 
 # Stop while this much Lambda time is left: enough to log and answer.
 TIME_RESERVE_SECONDS = 10.0
@@ -70,9 +71,14 @@ class KindReport:
 class RegionReport(dict):
     """``{kind: KindReport}`` for one region; appends are thread-safe."""
 
-    def __init__(self):
-        super().__init__({kind.name: KindReport() for kind in ORDER})
+    def __init__(self, kinds=tuple(kind.name for kind in ORDER)):
+        super().__init__({kind: KindReport() for kind in kinds})
         self._lock = threading.Lock()
+        # What the GitHub part needs from the listing: False when it could not be listed whole.
+        self.complete = False
+        self.runner_paths: dict[str, str] = {}  # session -> registration path its resources are tagged with
+        self.kept_sessions: set[str] = set()
+        self.live_sessions: set[str] = set()
 
     def record(self, found: Found, outcome: str, detail: str | None = None) -> None:
         report = self[found.kind]
@@ -92,8 +98,16 @@ def sweep(
     time_left: Callable[[], float],
     dry_run: bool,
     on_outcome: Callable[[str, Found, str, str | None], None] = lambda *_: None,
+    github: Callable[[], object] | None = None,
 ) -> dict:
-    """Sweep every configured region; answer the JSON summary of DESIGN.md."""
+    """Sweep every configured region, then GitHub's runner registrations; answer the JSON summary.
+
+    ``github`` gives the GitHub App (or ``None``: none configured). Its
+    registrations are judged with what every region's listing showed (a
+    session kept or live in any region keeps its registration), so they are
+    swept only when every region was listed whole. They are reported as the
+    kind ``github_runner`` of a region of their own, ``github``.
+    """
     # A worker waits for EC2's pacer before it takes from the budget, at most
     # one turn per worker in flight: the time reserve covers that wait too.
     paced = settings.concurrency / settings.ec2_delete_rate
@@ -104,7 +118,50 @@ def sweep(
             for region in settings.regions
         }
         reports = {region: future.result() for region, future in work.items()}
+    if github is not None:
+        reports[GITHUB] = sweep_github(github, settings, now, budget, dry_run, list(reports.values()))
     return summarise(reports, budget.cut_short, dry_run)
+
+
+GITHUB = "github"
+
+
+def sweep_github(github, settings: CollectorSettings, now: datetime, budget: Budget, dry_run: bool, regions) -> dict:
+    """The registrations of expired sessions, deleted within the same budget; failures are reported, never raised."""
+    from runners import KIND, sweep_registrations
+
+    report = RegionReport(kinds=(KIND,))
+    if not all(region.complete for region in regions):
+        report[KIND].failed.append({"name": "<github>", "error": "a region could not be listed: nothing judged"})
+        return report
+    try:
+        app = github()
+        if app is None:
+            return report
+        outcomes = sweep_registrations(
+            app,
+            settings.github,
+            settings.session_bases,
+            now,
+            settings.grace,
+            tagged={name: path for region in regions for name, path in region.runner_paths.items()},
+            kept=set().union(*(region.kept_sessions for region in regions)),
+            live=set().union(*(region.live_sessions for region in regions)),
+            dry_run=dry_run,
+            take_budget=budget.take,
+        )
+    except Exception as error:  # GitHub or the App's secret: this part's failure, never the sweep's
+        report[KIND].failed.append({"name": "<github>", "error": error_code(error)})
+        return report
+    for name, outcome, detail in outcomes:
+        kind_report = report[KIND]
+        if outcome == "deleted":
+            kind_report.deleted.append(name)
+        elif outcome == "kept":
+            kind_report.kept.append({"name": name, "reason": detail})
+        else:
+            kind_report.failed.append({"name": name, "error": detail})
+    return report
 
 
 def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) -> RegionReport:
@@ -138,7 +195,9 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
         report[failed_kind].failed.append({"name": f"<listing {region}>", "error": error_code(error)})
         return report
 
-    verdicts = judge((f for founds in listed.values() for f in founds), settings.session_bases, settings.sweep_untagged)
+    everything = [f for founds in listed.values() for f in founds]
+    verdicts = judge(everything, settings.session_bases, settings.sweep_untagged)
+    _note_for_github(report, everything, verdicts, now, settings)
     for found, reason in verdicts.kept:
         record(found, "kept", reason)
     for found, code in verdicts.failed:
@@ -183,6 +242,24 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
             if budget.cut_short:
                 return report
     return report
+
+
+def _note_for_github(report: RegionReport, everything: list[Found], verdicts, now: datetime, settings) -> None:
+    """What the registration sweep must know of this region: tagged paths, kept and live sessions."""
+    report.complete = True
+    for found in everything:
+        session = found.session
+        if session is None:
+            continue
+        path = (found.tags or {}).get(GITHUB_RUNNER_TAG)
+        if path:
+            report.runner_paths[str(session)] = path
+        try:
+            if not session.is_expired(now, settings.grace):
+                report.live_sessions.add(str(session))
+        except OverflowError:
+            report.live_sessions.add(str(session))
+    report.kept_sessions |= {found.name for found, reason in verdicts.kept if reason == "keep-tag"}
 
 
 def _keep_busy(due: list[Found], busy: set[str], record) -> list[Found]:

@@ -16,10 +16,8 @@ registration with everything else.
 
 from __future__ import annotations
 
-import hashlib
 from contextlib import suppress
 from datetime import datetime
-from functools import cache
 
 from errors import JobOver
 from launch import Extras, create_session, release_job, sessions_tagged
@@ -29,7 +27,6 @@ from session_naming.settings import LauncherSettings
 from sessions import ledger_of, slots_of
 
 JITCONFIG = "runner-jitconfig"
-SECRET_MAX_AGE_SECONDS = 300
 
 
 def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -> tuple[int, dict]:
@@ -52,21 +49,10 @@ def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -
 
 
 def github_app(settings: LauncherSettings):
-    """The configured GitHub App, or ``None``; one client per key, so installation tokens are reused."""
-    if settings.github.app_secret_arn is None:
-        return None
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    """The configured GitHub App, or ``None`` (then sessions are made without runners)."""
+    from session_naming.github import configured_app
 
-    provider = SecretsProvider(boto3_client=clients.client("secretsmanager", settings.region))
-    secret = provider.get(settings.github.app_secret_arn, max_age=SECRET_MAX_AGE_SECONDS)
-    return _app(hashlib.sha256(secret.encode()).hexdigest(), secret, settings.github.api_url)
-
-
-@cache
-def _app(_fingerprint: str, secret: str, api_url: str):
-    from session_naming.github import app_from_secret
-
-    return app_from_secret(secret, api_url)
+    return configured_app(settings.github, clients.client("secretsmanager", settings.region))
 
 
 def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict]:

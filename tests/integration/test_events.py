@@ -23,7 +23,7 @@ LAUNCHER_EVENTS = sorted(p.name for p in EVENTS.glob("launcher-*.json"))
 
 def test_every_event_file_belongs_to_a_handler():
     assert {p.name for p in EVENTS.glob("*.json")} == set(COLLECTOR_EVENTS + LAUNCHER_EVENTS)
-    assert len(COLLECTOR_EVENTS) == 3 and len(LAUNCHER_EVENTS) == 5
+    assert len(COLLECTOR_EVENTS) == 3 and len(LAUNCHER_EVENTS) == 6
 
 
 @pytest.mark.parametrize("name", COLLECTOR_EVENTS)
@@ -59,5 +59,6 @@ def test_launcher_event_is_answered_as_its_route_promises(launcher_stack, name):
         "launcher-github-queued.json": 201,
         "launcher-github-completed.json": 200,
         "launcher-github-ping.json": 200,
+        "launcher-gitlab-job-canceled.json": 200,
     }
     assert status == expected[name], json.dumps(body)

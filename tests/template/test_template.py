@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from runners import PERMISSIONS as RUNNERS_NEED
 from session_naming.resources import ORDER
 
 from tools.cfn_template import load_template
@@ -13,8 +14,8 @@ TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
 FUNCTIONS = {"collector": "CollectorFunction", "launcher": "LauncherFunction"}
 
-# The collector may do what its deletion units declare they call, and nothing else.
-COLLECTOR_UNITS_NEED = frozenset().union(*(kind.permissions for kind in ORDER))
+# The collector may do what its deletion units and its GitHub part declare they call, and nothing else.
+COLLECTOR_UNITS_NEED = frozenset().union(*(kind.permissions for kind in ORDER), RUNNERS_NEED)
 # Where a unit scoped by name finds its resources in an ARN.
 NAME_SCOPED_ARN = {"key_pair": ":key-pair/", "parameter": ":parameter/"}
 ALLOWED = {

@@ -28,11 +28,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
+from typing import Any
 from urllib.parse import quote
 
 import urllib3
 
 from session_naming.name import SessionName, format_expires
+from session_naming.settings import GitHubSettings
 
 API_VERSION = "2022-11-28"
 MEDIA_TYPE = "application/vnd.github+json"
@@ -244,6 +246,32 @@ def app_from_secret(secret_json: str, api_url: str, **options) -> GitHubApp | No
     if isinstance(data, dict) and data.get("app_id") in ("", None) and not data.get("private_key"):
         return None
     return load_app(secret_json, api_url, **options)
+
+
+def configured_app(settings: GitHubSettings, secretsmanager: Any, max_age: int = 300) -> GitHubApp | None:
+    """The stack's GitHub App, or ``None`` when none is configured; what both functions call.
+
+    The secret is read through Powertools Parameters (cached ``max_age``
+    seconds, so a new key is picked up within five minutes), and one client
+    is kept per secret value, so installation tokens are reused across
+    invocations of a container.
+    """
+    if settings.app_secret_arn is None:
+        return None
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    secret = _provider(SecretsProvider, secretsmanager).get(settings.app_secret_arn, max_age=max_age)
+    return _app_of(secret, settings.api_url)
+
+
+@cache
+def _provider(provider: Any, client: Any) -> Any:
+    return provider(boto3_client=client)
+
+
+@cache
+def _app_of(secret: str, api_url: str) -> GitHubApp | None:
+    return app_from_secret(secret, api_url)
 
 
 class GitHubApp:
