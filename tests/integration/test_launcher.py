@@ -478,3 +478,52 @@ def test_event_that_is_not_a_function_url_request_is_400_and_touches_nothing(lau
 
     assert (status, body["error"]) == (400, "bad_request") and body["message"]
     assert inventory(look, REGION) == NOTHING
+
+
+def test_a_launch_template_with_network_interfaces_gets_the_sessions_group_on_its_interface(launcher, look):
+    """AWS refuses instance-level SecurityGroupIds beside a template's interfaces (modelled by aws_rules)."""
+    from tests.support.aws_rules import model_aws_rules
+
+    ec2 = look("ec2", REGION)
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    data = {
+        "ImageId": image,
+        "InstanceType": "t3.micro",
+        "NetworkInterfaces": [{"DeviceIndex": 0, "SubnetId": subnet, "AssociatePublicIpAddress": True}],
+    }
+    template = ec2.create_launch_template(LaunchTemplateName="with-interfaces", LaunchTemplateData=data)
+    launcher.env("LAUNCH_TEMPLATE_ID", template["LaunchTemplate"]["LaunchTemplateId"])
+    model_aws_rules(clients.client("ec2", REGION))
+
+    status, body = create(launcher, {"instance": True})
+
+    assert status == 201, body
+    described = ec2.describe_instances(InstanceIds=[body["instances"][0]["id"]])["Reservations"][0]["Instances"][0]
+    [interface] = described["NetworkInterfaces"]
+    assert [g["GroupId"] for g in interface["Groups"]] == [body["security_group"]["id"]]
+    assert interface["SubnetId"] == subnet
+
+
+def test_the_instances_volumes_and_interfaces_are_tagged_at_run_instances(launcher, look):
+    """moto tags the volumes but drops a network-interface TagSpecification: the request itself is checked too."""
+    from tests.support.responses import request_params
+
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    sent = []
+    clients.client("ec2", REGION).meta.events.register(
+        "before-send.ec2.RunInstances", lambda request, **_: sent.append(request_params(request))
+    )
+
+    _, body = create(launcher, {"instance": True})
+
+    by_session = [{"Name": f"tag:{SESSION_TAG}", "Values": [body["session"]]}]
+    assert look("ec2", REGION).describe_volumes(Filters=by_session)["Volumes"]
+    [params] = sent
+    kinds = {params[key]: key.split(".")[1] for key in params if key.endswith(".ResourceType")}
+    assert set(kinds) == {"instance", "volume", "network-interface"}
+    for kind, index in kinds.items():
+        session_tag = [
+            k for k, v in params.items() if k.startswith(f"TagSpecification.{index}.Tag.") and v == SESSION_TAG
+        ]
+        assert session_tag, kind

@@ -1,6 +1,6 @@
 """What AWS does and moto 5.2.5 does not (DESIGN.md, "Where moto differs").
 
-``model_aws_rules(ec2)`` attaches four AWS rules to a boto3 EC2 client that
+``model_aws_rules(ec2)`` attaches five AWS rules to a boto3 EC2 client that
 talks to a moto server, through botocore's own event hooks (no patched
 internals). Not under in-process ``mock_aws``: moto answers from its own
 ``before-send`` handler there, so the request has already acted when ours runs.
@@ -12,7 +12,10 @@ internals). Not under in-process ``mock_aws``: moto answers from its own
 - ``ReleaseAddress`` answers ``InvalidIPAddress.InUse`` while the Elastic IP
   is associated (moto releases it);
 - ``DeleteNetworkInterface`` answers ``InvalidNetworkInterface.InUse`` while
-  the interface is attached (moto deletes it).
+  the interface is attached (moto deletes it);
+- ``RunInstances`` from a launch template that defines network interfaces
+  answers ``InvalidParameterCombination`` when the request also names
+  instance-level ``SecurityGroupIds`` (moto merges them).
 
 moto already refuses, as AWS does, an attached volume (``VolumeInUse``) and
 a snapshot an AMI uses (``InvalidSnapshot.InUse``).
@@ -83,6 +86,20 @@ def model_aws_rules(ec2) -> None:
             )
         return None
 
+    def refuse_groups_beside_template_interfaces(request, **_):
+        params = request_params(request)
+        template = params.get("LaunchTemplate.LaunchTemplateId")
+        if not template or not any(key.startswith("SecurityGroupId.") for key in params):
+            return None
+        versions = side.describe_launch_template_versions(LaunchTemplateId=template, Versions=["$Default"])
+        if versions["LaunchTemplateVersions"][0]["LaunchTemplateData"].get("NetworkInterfaces"):
+            message = (
+                "Network interfaces and an instance-level security groups may not be specified on the same request"
+            )
+            return error_response(ec2, "InvalidParameterCombination", message)
+        return None
+
+    ec2.meta.events.register("before-send.ec2.RunInstances", refuse_groups_beside_template_interfaces)
     ec2.meta.events.register("before-send.ec2.DeleteSecurityGroup", refuse_group_in_use)
     ec2.meta.events.register("after-call.ec2.TerminateInstances", drop_interfaces)
     ec2.meta.events.register("before-send.ec2.ReleaseAddress", refuse_associated_address)

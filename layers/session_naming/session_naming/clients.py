@@ -4,8 +4,11 @@ Building an EC2 client costs more than importing boto3 (its service model),
 so nothing is built at import time: a cold start that never touches a region
 never pays for it, and tests can point everything at moto before the first
 call. One client per service and region is shared by every thread, so
-botocore's ``adaptive`` retry mode sees all of that region's throttling and
-paces the whole sweep, instead of each thread backing off on its own.
+when something else spends a region's EC2 bucket, botocore's ``adaptive``
+retry mode sees all of that region's throttling at once, instead of each
+thread backing off on its own. The sweep's own pace comes from the
+collector's ``pacing.Pacer``, which spends the bucket at EC2's documented
+rate from the first call; adaptive retries are what catches the rest.
 """
 
 from __future__ import annotations
@@ -27,9 +30,8 @@ if TYPE_CHECKING:  # the stubs are a development dependency; the layer never imp
 # The services the functions call.
 Service = Literal["ec2", "ssm", "dynamodb", "secretsmanager", "resourcegroupstaggingapi"]
 
-# EC2 refills mutating calls at 5 a second: adaptive mode slows the client
-# down when it is throttled; max_attempts lets a burst drain the bucket and
-# still finish.
+# When EC2 throttles anyway (another tool shares the bucket), adaptive mode
+# slows the client down; max_attempts lets a drained bucket refill and the call finish.
 RETRY_CONFIG = Config(
     retries={"mode": "adaptive", "max_attempts": 10},
     max_pool_connections=50,
