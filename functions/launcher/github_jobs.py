@@ -102,10 +102,14 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
         )
         if registration is not None:
             answer["runner"] = {"id": registration.id, "name": registration.name}
-    except BaseException:
+    except BaseException as error:
         if registration is not None and app is not None and token is not None:
             with suppress(Exception):  # left offline; the collector removes it once the session has expired
                 app.delete_runner(token, registration.path)
+        if isinstance(error, Exception) and ledger.is_over("github", job):
+            # The job ended mid-create and its completed delivery released what it found: a step
+            # that needed a released resource failed, and the rollback took the rest.
+            return 202, {"ignored": "the job ended while its session was made; it is released"}
         ledger.abandon("github", job)
         raise
     try:

@@ -107,7 +107,10 @@ class JobLedger:
             ExpressionAttributeValues={":over": {"S": "over"}, ":expiration": self._expiration(now)},
         )
 
+    def is_over(self, system: str, job: str) -> bool:
+        return self._read(system, job).get("state", {}).get("S") == "over"
+
     def check_not_over(self, system: str, job: str) -> None:
         """``JobOver`` if the job has ended (GitLab jobs may make several sessions, so they are not claimed)."""
-        if self._read(system, job).get("state", {}).get("S") == "over":
+        if self.is_over(system, job):
             raise JobOver(f"{system} job {job} is over: no session is made for it")

@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import logging
+import threading
 
 import pytest
 from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, SESSION_TAG, clients
@@ -174,3 +175,27 @@ def test_the_jit_config_and_the_app_key_never_reach_the_logs(launcher):
     assert '"session created"' in logs
     for secret in [*launcher.github.jit_configs, launcher.github.private_key_pem.splitlines()[1]]:
         assert secret not in logs
+
+
+@pytest.mark.parametrize(
+    ("service", "step"),
+    [("ec2", "CreateKeyPair"), ("ssm", "PutParameter"), ("ec2", "CreateSecurityGroup"), ("ec2", "RunInstances")],
+)
+def test_a_job_completed_between_two_creation_steps_leaves_nothing_anywhere(launcher, look, service, step):
+    """The completed delivery lands while queued is creating: either it or the create releases everything."""
+    ended, fired = [], threading.Event()
+
+    def complete_the_job(**_):
+        if not fired.is_set():
+            fired.set()
+            ended.append(launcher(delivery("completed", f"end-{step}")))
+
+    clients.client(service, REGION).meta.events.register(f"after-call.{service}.{step}", complete_the_job)
+
+    status, body = launcher(delivery("queued", "d-1"))
+
+    assert ended and ended[0][0] == 200
+    assert status == 202 and "ended" in body["ignored"], body
+    assert inventory(look, REGION) == NOTHING
+    assert launcher.github.runner_names(ROOT) == set()
+    assert launcher(delivery("queued", "d-late"))[0] == 202  # and the job stays over

@@ -527,3 +527,46 @@ def test_the_instances_volumes_and_interfaces_are_tagged_at_run_instances(launch
             k for k, v in params.items() if k.startswith(f"TagSpecification.{index}.Tag.") and v == SESSION_TAG
         ]
         assert session_tag, kind
+
+
+def emf(text: str) -> list[dict]:
+    return [line for line in map(json.loads, (x for x in text.splitlines() if x.startswith("{"))) if "_aws" in line]
+
+
+def test_metrics_count_creates_releases_refusals_by_status_and_failed_creates(launcher, look, capsys):
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    _, made = create(launcher)
+    launcher(release_event(made["session"]))
+    launcher(url_event("POST", "/sessions", {}, secret="wrong"))
+    Faults().inject(clients.client("ec2", REGION), "RunInstances", "InsufficientInstanceCapacity", times=1)
+    create(launcher, {"instance": True})
+
+    lines = emf(capsys.readouterr().out)
+
+    def count(name, **dimensions):
+        return sum(
+            line[name][0] if isinstance(line[name], list) else line[name]
+            for line in lines
+            if name in line and all(line.get(k) == v for k, v in dimensions.items())
+        )
+
+    assert count("SessionsCreated") == 1
+    assert count("SessionsReleased") == 1
+    assert count("RequestsRefused", status="401") == 1
+    assert count("CreatesFailed") == 1
+    assert all(line["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ec2-sessions" for line in lines)
+
+
+def test_every_log_line_of_a_request_carries_its_delivery_id_and_then_its_session(launcher):
+    logger, stream = launcher.module.logger, io.StringIO()
+    capture = logging.StreamHandler(stream)
+    capture.setFormatter(logger.registered_formatter)
+    logger.addHandler(capture)
+    try:
+        _, made = create(launcher, {}, {"X-Request-Id": "job-7"})
+    finally:
+        logger.removeHandler(capture)
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines and all(line["delivery"] == "POST /sessions x-request-id:job-7" for line in lines)
+    assert [line["session"] for line in lines if line["message"] == "session created"] == [made["session"]]
