@@ -138,7 +138,46 @@ def _is_cidr(text: str) -> bool:
     return True
 
 
+def _world_split(version: int):
+    """The world (or a large part of it) cut into prefixes shorter than the minimum, each valid CIDR."""
+    bits, minimum = (32, 8) if version == 4 else (128, 32)
+    return st.integers(1, minimum - 1).flatmap(
+        lambda length: st.lists(st.integers(0, 2**length - 1), min_size=1, max_size=4, unique=True).map(
+            lambda starts: [str(ipaddress.ip_network((start << (bits - length), length))) for start in starts]
+        )
+    )
+
+
+@st.composite
+def ipv4_in_ipv6(draw):
+    """A prefix inside ::ffff:0:0/96 (IPv4-mapped) or ::/96 (IPv4-compatible), of any length from /96."""
+    base = int(ipaddress.ip_address(draw(st.sampled_from(["::ffff:0:0", "::"]))))
+    length = draw(st.integers(96, 128))
+    host_bits = 128 - length
+    address = base + (draw(st.integers(0, 2**32 - 1)) >> host_bits << host_bits)
+    return [str(ipaddress.ip_network((address, length)))]
+
+
+odd_text = st.text(
+    st.characters(categories=["Cs", "Co", "Cf", "Zs", "Mn"]) | st.sampled_from(["\u202e", "\ufeff", "\x00", "é"]),
+    min_size=1,
+    max_size=20,
+)
 invalid_fields = st.one_of(
+    st.tuples(st.just("lifetime_minutes"), st.integers(min_value=2**40) | st.integers(max_value=-(2**40))),
+    st.tuples(st.just("ingress_cidrs"), _world_split(4) | _world_split(6)),
+    st.tuples(st.just("ingress_cidrs"), ipv4_in_ipv6()),
+    st.tuples(st.sampled_from(["base", "public_key"]), odd_text),
+    st.tuples(st.just("ingress_cidrs"), st.lists(odd_text, min_size=1, max_size=2)),
+    st.tuples(
+        st.just("gitlab_job"),
+        st.fixed_dictionaries(
+            {
+                "project_id": st.integers(max_value=0) | st.integers(min_value=2**63) | st.text(max_size=5),
+                "job_id": st.integers(1, 10),
+            }
+        ),
+    ),
     st.tuples(st.just("lifetime_minutes"), st.integers(max_value=4) | st.integers(min_value=24 * 60 + 1)),
     st.tuples(st.just("lifetime_minutes"), st.text(max_size=5) | st.floats() | st.booleans() | st.lists(scalars)),
     st.tuples(st.just("ingress_cidrs"), st.lists(not_a_cidr, min_size=1, max_size=3)),
@@ -153,7 +192,11 @@ invalid_fields = st.one_of(
 @st.composite
 def signed_invalid_bodies(draw):
     """Signed with the right secret; the body is not a valid session request."""
-    kind = draw(st.sampled_from(["not-json", "not-object", "bad-field"]))
+    kind = draw(st.sampled_from(["not-json", "not-object", "bad-field", "deep"]))
+    if kind == "deep":  # nesting past the JSON parser's depth, within the size limit
+        depth = draw(st.integers(2_000, 30_000))
+        opener = draw(st.sampled_from([b"[", b'{"a":']))
+        return opener * depth + b"1" + (b"]" if opener == b"[" else b"}") * depth
     if kind == "not-json":
         raw = draw(st.binary(max_size=500))
         assume(raw.strip())  # an empty body is the request for all defaults
