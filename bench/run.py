@@ -1,4 +1,4 @@
-"""ec2-sessions benchmarks (issue 6): ``make bench`` or ``python bench/run.py``.
+"""ec2-sessions benchmarks: ``make bench`` or ``python bench/run.py``.
 
 Four measures, each a ratio against a baseline taken in the same run (the
 machines are small and noisy, absolute times mean little): the sweep against

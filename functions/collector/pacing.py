@@ -3,7 +3,7 @@
 EC2 gives each account and region a burst of 50 mutating calls refilled at
 5 a second. botocore's adaptive retry mode learns a send rate only once it
 has been throttled, and starts from the rate it measured just before: the
-benchmark (bench/, issue 6) showed a sweep that had spent the burst crawl at
+benchmark (bench/) showed a sweep that had spent the burst crawl at
 2 to 4 deletions a second for several seconds. Spending tokens at EC2's
 documented pace from the first call never meets the throttle while the
 collector has the bucket to itself; when something else shares it (the
