@@ -180,7 +180,8 @@ def test_two_collectors_at_once_delete_every_expired_resource_and_nothing_else(a
 def test_dry_run_deletes_nothing_and_reports_what_a_real_run_then_deletes(clients):
     # Without instances: a rehearsal cannot free the groups an expired instance
     # holds (nor can a real run in AWS, where termination takes a minute).
-    kinds = ("parameter", "key_pair", "security_group")
+    # With AMIs: a rehearsal counts the snapshots a due AMI would free.
+    kinds = ("parameter", "key_pair", *TAGGED_KINDS, "security_group")
     for delta in (-HOUR, -2 * HOUR, HOUR):
         seed(clients, REGION, name_expiring(BASE, delta, NOW), kinds=kinds)
     seed(clients, REGION, name_expiring(BASE, -HOUR, NOW), kinds=kinds, keep=True)

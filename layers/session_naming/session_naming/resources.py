@@ -176,7 +176,7 @@ class _Parameters(Kind):
         found = super().listing(clients, region, patterns)
         if not found:
             return found
-        tags = parameter_tags(clients(TAGGING, region))
+        tags = parameter_tags(clients(TAGGING, region), wanted={f.ident for f in found})
         return [replace(f, tags=tags.get(f.ident, NO_TAGS)) for f in found]
 
     @staticmethod
@@ -196,8 +196,12 @@ class _Parameters(Kind):
         return set(answer.get("DeletedParameters", ()))
 
 
-def parameter_tags(tagging) -> dict[str, dict[str, str]]:
-    """Every tagged SSM parameter of the region and its tags, by parameter name: pages of 100."""
+def parameter_tags(tagging, wanted: set[str] | None = None) -> dict[str, dict[str, str]]:
+    """The tags of every tagged SSM parameter of the region (or of those ``wanted``), by name: pages of 100.
+
+    The API answers by resource type, not by path, so it pages through the
+    region's other tagged parameters too; only the wanted ones are held.
+    """
     tags: dict[str, dict[str, str]] = {}
     pages = tagging.get_paginator("get_resources").paginate(
         ResourceTypeFilters=["ssm:parameter"], PaginationConfig={"PageSize": TAGGING_PAGE}
@@ -206,8 +210,9 @@ def parameter_tags(tagging) -> dict[str, dict[str, str]]:
         for mapping in page["ResourceTagMappingList"]:
             # arn:<partition>:ssm:<region>:<account>:parameter/<name without its leading "/">
             resource = mapping["ResourceARN"].split(":", 5)[-1]
-            if resource.startswith("parameter/"):
-                tags["/" + resource.removeprefix("parameter/")] = tags_of(mapping)
+            name = "/" + resource.removeprefix("parameter/")
+            if resource.startswith("parameter/") and (wanted is None or name in wanted):
+                tags[name] = tags_of(mapping)
     return tags
 
 
@@ -465,9 +470,21 @@ def judge(listed: Iterable[Found], bases: Iterable[str], sweep_untagged: bool = 
     """
     listed = list(listed)
     bases = tuple(bases)
-    kept_sessions = {found.name for found in listed if keeps(found.tags)}
+    kept_sessions: set[str] = set()
+    unreadable: dict[int, str] = {}  # id(found) -> error code
+    for found in listed:
+        try:
+            if keeps(found.tags):
+                # The session it claims by name, and the one its tag names if another.
+                kept_sessions.update(s for s in (found.name, found.tags.get(SESSION_TAG)) if s)
+        except Exception as error:  # cannot prove its session is not kept: keep the session, fail the resource
+            unreadable[id(found)] = error_code(error)
+            kept_sessions.add(found.name)
     verdicts = Verdicts()
     for found in listed:
+        if id(found) in unreadable:
+            verdicts.failed.append((found, unreadable[id(found)]))
+            continue
         try:
             reason = refusal(found, bases, sweep_untagged)
             if reason is None and found.name in kept_sessions:
