@@ -7,7 +7,10 @@ planting foreign look-alikes (another base, malformed and near-miss names,
 keep-tagged sessions, legacy ec2test names), running a bystander instance in
 some group and terminating instances, and leaving behind what a session's
 tests make (volumes, interfaces, AMIs with their snapshots, snapshots,
-Elastic IPs), tied to their session by its tag alone. The model says, for every resource,
+Elastic IPs), tied to their session by its tag alone; and CI jobs, GitHub's
+(``queued`` makes one session per job, ``completed`` releases it) and
+GitLab's (a job makes sessions, its hook releases them), whose end may come
+before, during or long after their sessions' lives. The model says, for every resource,
 whether it must exist or must be gone; after every step the account (moto
 over HTTP, with AWS's DependencyViolation and terminate rules modelled) is
 compared with it (the moto server: see conftest.account). The model computes expiries from its own clock and its own
@@ -16,21 +19,28 @@ formatting, never from the product's parser.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from errors import SessionNotFound
+import github_jobs
+import gitlab_jobs
+import sessions as session_routes
+from errors import JobOver, SessionNotFound
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from launch import create_session, release_session
-from session_naming import KEEP_TAG, SESSION_TAG
+from session_naming import KEEP_TAG, SESSION_TAG, clients
 from session_naming.settings import load_collector, load_launcher
 from sweep import sweep
 
 from tests.reliability.conftest import examples
 from tests.reliability.tally import TALLY
+from tests.support.aws_rules import model_aws_rules
+from tests.support.handlers import load_fixture
 from tests.support.seed import left_behind, seed_left_behind
+from tools.local_stack import make_launcher_stack
 
 REGION = "us-east-1"
 BASE = "ec2-test-runner"
@@ -118,16 +128,16 @@ class AccountModel(RuleBasedStateMachine):
         template = self.ec2.create_launch_template(
             LaunchTemplateName="ec2-sessions-runner", LaunchTemplateData={"ImageId": IMAGE, "InstanceType": "t3.micro"}
         )["LaunchTemplate"]["LaunchTemplateId"]
+        stack = make_launcher_stack(self.clients, "ModelWebhookSecret0123456789abcdefghijklmnopqr", REGION)
         self.launcher = load_launcher(
-            {
-                "AWS_REGION": REGION,
-                "SESSION_BASES": BASE,
-                "LAUNCH_TEMPLATE_ID": template,
-                "MAX_LIVE_SESSIONS": "10000",
-                "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:unused",
-                "IDEMPOTENCY_TABLE": "unused",
-            }
+            {"SESSION_BASES": BASE, "LAUNCH_TEMPLATE_ID": template, "MAX_LIVE_SESSIONS": "10000", **stack}
         )
+        # The job routes call the launcher's own clients; AWS's rules go on them too (once per client).
+        launcher_ec2 = clients.client("ec2", REGION)
+        if not getattr(launcher_ec2, "aws_rules_modelled", False):
+            model_aws_rules(launcher_ec2)
+            launcher_ec2.aws_rules_modelled = True
+        self.jobs: dict[tuple[str, int], dict] = {}  # (system, job) -> {"over": bool, "sessions": set of names}
         self.collector = load_collector({"SESSION_BASES": BASE, "REGIONS": REGION, "GRACE_SECONDS": "300"})
         self.sessions: dict[str, Session] = {}
         self.protected: dict[tuple[str, str], str] = {}  # (kind, ident) -> why it must never go
@@ -183,6 +193,86 @@ class AccountModel(RuleBasedStateMachine):
         )
         if ident:
             self.alive[ident] = {answer["security_group"]["id"]}
+
+    def _made(self, answer: dict, expires: datetime) -> str:
+        """Record a session the launcher answered; its expiry by the model's own arithmetic."""
+        name = answer["session"]
+        assert answer["expires_at"] == f"{expires:%Y-%m-%dT%H:%M:%SZ}"
+        assert name.startswith(f"{BASE}/{stamp(expires)}/") and name not in self.sessions
+        ident = answer["instances"][0]["id"] if answer["instances"] else None
+        self.sessions[name] = Session(
+            name, expires, name, answer["security_group"]["id"], answer["private_key_parameter"], ident
+        )
+        if ident:
+            self.alive[ident] = {answer["security_group"]["id"]}
+        return name
+
+    def _released(self, session: Session) -> None:
+        """A release went through: all of it is gone but a group another instance still uses."""
+        present = session.present()
+        self._gone(session, "instance", "parameter", "key_pair")
+        session.left_gone |= set().union(*session.left.values())
+        if "security_group" in present and not self.users(session.group):
+            self._gone(session, "security_group")
+
+    @rule(system=st.sampled_from(["github", "gitlab"]), job=st.integers(1, 3))
+    def job_asks_for_a_session(self, system, job):
+        record = self.jobs.setdefault((system, job), {"over": False, "sessions": set()})
+        if system == "gitlab":
+            body = {"lifetime_minutes": 45, "gitlab_job": {"project_id": 380, "job_id": job}}
+            try:
+                answer = session_routes.create(self.launcher, json.dumps(body).encode(), self.now)
+            except JobOver:
+                assert record["over"], "a running GitLab job was refused"
+                return
+            assert not record["over"], "a GitLab job that is over got a session"
+            record["sessions"].add(self._made(answer, self.now + timedelta(minutes=45)))
+            return
+        status, answer = github_jobs.handle(self.launcher, "workflow_job", self._delivery("queued", job), self.now)
+        if record["over"]:
+            assert status == 202, (status, answer)
+        elif record["sessions"]:  # one session per job, however many deliveries
+            assert (status, answer["session"]) == (200, next(iter(record["sessions"]))), (status, answer)
+        else:
+            assert status == 201, (status, answer)
+            record["sessions"].add(self._made(answer, self.now + self.launcher.default_lifetime))
+
+    @rule(system=st.sampled_from(["github", "gitlab"]), job=st.integers(1, 3), finished=st.booleans())
+    def job_hook_arrives(self, system, job, finished):
+        """A job's end, at any point of its sessions' lives: before, during, after release or expiry."""
+        record = self.jobs.setdefault((system, job), {"over": False, "sessions": set()})
+        if system == "gitlab":
+            hook = json.loads(load_fixture("gitlab/job-hook.json"))
+            hook.update(project_id=380, build_id=job, build_status="canceled" if finished else "running")
+            status, answer = gitlab_jobs.handle(self.launcher, "Job Hook", json.dumps(hook).encode(), self.now)
+        elif finished:
+            status, answer = github_jobs.handle(
+                self.launcher, "workflow_job", self._delivery("completed", job), self.now
+            )
+        else:
+            status, answer = github_jobs.handle(
+                self.launcher, "workflow_job", self._delivery("in_progress", job), self.now
+            )
+        if not finished:
+            assert status == 202, (status, answer)
+            return
+        expected = {
+            name for name in record["sessions"] if {"key_pair", "security_group"} & set(self.sessions[name].present())
+        }
+        assert status == 200 and set(answer["released"]) == expected and answer["kept"] == [], (answer, expected)
+        for name in expected:
+            self._released(self.sessions[name])
+        record["over"] = True
+
+    def _delivery(self, action: str, job: int) -> bytes:
+        fixture = {
+            "queued": "workflow_job-queued.payload.json",
+            "in_progress": "workflow_job-in_progress.payload.json",
+            "completed": "workflow_job-completed.success.with-organization.payload.json",
+        }[action]
+        payload = json.loads(load_fixture(f"github/{fixture}"))
+        payload["workflow_job"].update(id=job, labels=["self-hosted", "ec2-session"])
+        return json.dumps(payload).encode()
 
     @precondition(lambda self: self.sessions)
     @rule(pick=st.integers(0, 10**6))
