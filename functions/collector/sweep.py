@@ -61,6 +61,9 @@ class Budget:
             return True
 
 
+KIND_NAMES = tuple(kind.name for kind in ORDER)
+
+
 @dataclass
 class KindReport:
     deleted: list[str] = field(default_factory=list)
@@ -71,7 +74,7 @@ class KindReport:
 class RegionReport(dict):
     """``{kind: KindReport}`` for one region; appends are thread-safe."""
 
-    def __init__(self, kinds=tuple(kind.name for kind in ORDER)):
+    def __init__(self, kinds: tuple[str, ...] = KIND_NAMES):
         super().__init__({kind: KindReport() for kind in kinds})
         self._lock = threading.Lock()
         # What the GitHub part needs from the listing: False when it could not be listed whole.
@@ -126,7 +129,9 @@ def sweep(
 GITHUB = "github"
 
 
-def sweep_github(github, settings: CollectorSettings, now: datetime, budget: Budget, dry_run: bool, regions) -> dict:
+def sweep_github(
+    github, settings: CollectorSettings, now: datetime, budget: Budget, dry_run: bool, regions
+) -> RegionReport:
     """The registrations of expired sessions, deleted within the same budget; failures are reported, never raised."""
     from runners import KIND, sweep_registrations
 
