@@ -1,8 +1,9 @@
 """Measure 3: creating a session with an instance, against its critical path, under the latency model.
 
 The baseline is the critical path itself, run in this process with the same
-clients and the same calls: key pair (then its SSM put) and group (then its
-ingress rule) side by side, then the instance. Anything ``create_session``
+clients and the same calls: key pair (then its SSM put), group (then its
+ingress rule) and the live-session slot (read, then conditional write) side
+by side, then the instance. Anything ``create_session``
 adds beyond that (extra round trips, serial steps) shows in the ratio.
 The handler's secret and idempotency calls are not in either side.
 """
@@ -19,17 +20,26 @@ from launch import create_session, ssh_from
 from report import Row
 from session_naming import SessionName, session_tags, tag_specifications
 from session_naming.settings import load_launcher
+from slots import Slots
 from throttle import Model
 
 from tests.support.stack import make_launch_template
+from tools.local_stack import make_launcher_stack
 
 REGION = "eu-west-1"  # not one the sweep seeds: its key-pair count stays small
 CIDRS = ("203.0.113.0/24",)
 
 
-def critical_path(clients, template: str) -> None:
-    ec2, ssm = clients("ec2", REGION), clients("ssm", REGION)
+def critical_path(clients, template: str, table: str) -> None:
+    ec2, ssm, dynamodb = clients("ec2", REGION), clients("ssm", REGION), clients("dynamodb", REGION)
     name = SessionName.make("ec2-test-runner", timedelta(hours=1))
+
+    def slot():
+        key = {"id": {"S": f"slots#bench-critical-path#{name.token}"}}
+        dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
+        dynamodb.put_item(
+            TableName=table, Item={**key, "version": {"N": "1"}}, ConditionExpression="attribute_not_exists(id)"
+        )
 
     def key():
         answer = ec2.create_key_pair(
@@ -46,9 +56,9 @@ def critical_path(clients, template: str) -> None:
         ec2.authorize_security_group_ingress(GroupId=ident, IpPermissions=[ssh_from(CIDRS)])
         return ident
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        k, g = pool.submit(key), pool.submit(group)
-    k.result()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        k, g, s = pool.submit(key), pool.submit(group), pool.submit(slot)
+    k.result(), s.result()
     ec2.run_instances(
         LaunchTemplate={"LaunchTemplateId": template},
         MinCount=1,
@@ -62,27 +72,26 @@ def critical_path(clients, template: str) -> None:
 def measure(latency: float, runs: int, log) -> tuple[list[Row], list[str]]:
     log(f"launcher: {runs} creates with an instance, {latency * 1000:g} ms per call")
     template = make_launch_template(factory(), REGION)
-    settings = load_launcher(
-        {
-            "AWS_REGION": REGION,
-            "LAUNCH_TEMPLATE_ID": template,
-            "MAX_LIVE_SESSIONS": "10000",
-            "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bench",
-            "IDEMPOTENCY_TABLE": "bench",
-        }
-    )
+    stack = make_launcher_stack(factory(), "BenchWebhookSecret0123456789abcdefghijklmnopqr", REGION)
+    settings = load_launcher({"LAUNCH_TEMPLATE_ID": template, "MAX_LIVE_SESSIONS": "10000", **stack})
     model, reference = Model(latency=latency, throttle=False), Model(latency=latency, throttle=False)
     clients, ideal_clients = factory(model), factory(reference)
+    slots = Slots(clients("dynamodb", REGION), settings.idempotency_table)
     create = lambda: create_session(  # noqa: E731
         clients,
         settings,
         "ec2-test-runner",
         timedelta(hours=1),
         datetime.now(UTC),  # noqa: E731
+        slots=slots,
         ingress_cidrs=CIDRS,
         instance=True,
     )
-    create(), critical_path(ideal_clients, template)  # warm the clients and connections: not a cold-start measure
+    table = settings.idempotency_table
+    (
+        create(),
+        critical_path(ideal_clients, template, table),
+    )  # warm the clients and connections: not a cold-start measure
     model.reset(), reference.reset()
     ours, ideal = [], []
     for _ in range(runs):
@@ -90,7 +99,7 @@ def measure(latency: float, runs: int, log) -> tuple[list[Row], list[str]]:
         create()
         ours.append(time.perf_counter() - start)
         start = time.perf_counter()
-        critical_path(ideal_clients, template)
+        critical_path(ideal_clients, template, table)
         ideal.append(time.perf_counter() - start)
     a, b = statistics.median(ours), statistics.median(ideal)
     calls = {op: n / runs for op, n in sorted(model.attempts.items())}

@@ -52,7 +52,7 @@ def arguments(argv=None):
     parser.add_argument("--latency-ms", type=float, default=20.0, help="per-call round trip of the model")
     parser.add_argument(
         "--only",
-        choices=("sweep", "cold", "launcher", "scale"),
+        choices=("sweep", "cold", "launcher", "github", "scale"),
         action="append",
         help="run only these measures (repeatable)",
     )
@@ -64,7 +64,7 @@ def arguments(argv=None):
 
 def main(argv=None) -> int:
     args = arguments(argv)
-    only = set(args.only or ("sweep", "cold", "launcher", "scale"))
+    only = set(args.only or ("sweep", "cold", "launcher", "github", "scale"))
     started = time.perf_counter()
 
     def log(message):
@@ -91,6 +91,12 @@ def main(argv=None) -> int:
             import launcher_bench
 
             more, text = launcher_bench.measure(args.latency_ms / 1000, 7 if args.quick else 15, log)
+            rows += more
+            details += text
+        if "github" in only:
+            import github_bench
+
+            more, text = github_bench.measure(args.latency_ms / 1000, 5 if args.quick else 11, log)
             rows += more
             details += text
         if "scale" in only:
