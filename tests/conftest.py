@@ -55,3 +55,31 @@ def github_fake():
 
     with GitHubFake() as fake:
         yield fake
+
+
+@pytest.fixture
+def look(aws):
+    """Clients of an onlooker (not the code under test's own), to inspect the account."""
+    from tests.support.clients import client_factory
+
+    return client_factory()
+
+
+@pytest.fixture
+def launcher(launcher_stack, monkeypatch):
+    """The launcher's handler as a function of a Function URL event, answering ``(status, JSON body)``.
+
+    ``.env(name, value)`` sets a variable for the next requests (the handler
+    reads its settings per request); ``.module`` is the handler module.
+    """
+    from tests.support.function_url import answer
+    from tests.support.handlers import LambdaContext, load_handler
+
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
+    handler = load_handler("launcher")
+
+    def invoke(event):
+        return answer(handler.lambda_handler(event, LambdaContext()))
+
+    invoke.env, invoke.module = monkeypatch.setenv, handler
+    return invoke

@@ -8,14 +8,12 @@ sessions' resources, which name their registration in
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from session_naming import GITHUB_RUNNER_TAG, KEEP_TAG, SessionName
 from session_naming.github import runner_name
 
-from tests.support.clients import client_factory
 from tests.support.faults import Faults
 from tests.support.handlers import LambdaContext, load_handler
 from tests.support.seed import name_expiring, seed
@@ -26,19 +24,12 @@ ROOT = "repos/Codertocat/Hello-World"
 
 
 @pytest.fixture
-def look(aws):
-    return client_factory()
-
-
-@pytest.fixture
 def collector(aws, look, github_fake, monkeypatch):
-    secret = json.dumps({"app_id": str(github_fake.app_id), "private_key": github_fake.private_key_pem})
-    arn = look("secretsmanager", REGION).create_secret(Name="github-app", SecretString=secret)["ARN"]
     github_fake.install("Codertocat")
     for key, value in {
         "REGIONS": REGION,
         "SESSION_BASES": BASE,
-        "GITHUB_APP_SECRET_ARN": arn,
+        "GITHUB_APP_SECRET_ARN": github_fake.app_secret(look("secretsmanager", REGION)),
         "GITHUB_API_URL": github_fake.url,
         "GITHUB_REPOSITORIES": "codertocat/hello-world",
     }.items():

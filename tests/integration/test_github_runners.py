@@ -17,10 +17,9 @@ import pytest
 from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, SESSION_TAG, clients
 from session_naming.github import runner_name
 
-from tests.support.clients import client_factory
 from tests.support.faults import Faults
-from tests.support.function_url import answer, url_event
-from tests.support.handlers import LambdaContext, load_fixture, load_handler
+from tests.support.function_url import url_event
+from tests.support.handlers import load_fixture
 from tests.support.seed import ALL_KINDS, inventory
 from tests.support.stack import REGION, make_launch_template
 
@@ -30,29 +29,15 @@ NOTHING = {kind: set() for kind in ALL_KINDS}
 
 
 @pytest.fixture
-def look(aws):
-    return client_factory()
-
-
-@pytest.fixture
-def launcher(launcher_stack, look, github_fake, monkeypatch):
-    secret = json.dumps({"app_id": str(github_fake.app_id), "private_key": github_fake.private_key_pem})
-    arn = look("secretsmanager", REGION).create_secret(Name="ec2-sessions/github-app", SecretString=secret)["ARN"]
+def launcher(launcher, look, github_fake):
+    """The launcher with a GitHub App (the fake's), installed on Codertocat, and a launch template."""
     github_fake.install("Codertocat")
-    for key, value in {
-        "GITHUB_APP_SECRET_ARN": arn,
-        "GITHUB_API_URL": github_fake.url,
-        "LAUNCH_TEMPLATE_ID": make_launch_template(look),
-        "GITHUB_REPOSITORIES": "codertocat/*",
-    }.items():
-        monkeypatch.setenv(key, value)
-    handler = load_handler("launcher")
-
-    def invoke(event):
-        return answer(handler.lambda_handler(event, LambdaContext()))
-
-    invoke.module, invoke.env, invoke.github = handler, monkeypatch.setenv, github_fake
-    return invoke
+    launcher.env("GITHUB_APP_SECRET_ARN", github_fake.app_secret(look("secretsmanager", REGION)))
+    launcher.env("GITHUB_API_URL", github_fake.url)
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    launcher.env("GITHUB_REPOSITORIES", "codertocat/*")
+    launcher.github = github_fake
+    return launcher
 
 
 def delivery(action: str, delivery_id: str, labels=("self-hosted", "ec2-session"), repository=None):

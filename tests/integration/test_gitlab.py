@@ -10,24 +10,12 @@ import json
 import pytest
 from session_naming import GITLAB_JOB_TAG, clients
 
-from tests.support.clients import client_factory
-from tests.support.function_url import SECRET, answer, url_event
-from tests.support.handlers import LambdaContext, load_fixture, load_handler
+from tests.support.function_url import SECRET, url_event
+from tests.support.handlers import load_fixture
 from tests.support.seed import ALL_KINDS, inventory
 from tests.support.stack import REGION
 
 PROJECT, JOB = 380, 1977
-
-
-@pytest.fixture
-def look(aws):
-    return client_factory()
-
-
-@pytest.fixture
-def launcher(launcher_stack, look):
-    handler = load_handler("launcher")
-    return lambda event: answer(handler.lambda_handler(event, LambdaContext()))
 
 
 def hook(status: str, *, project=PROJECT, job=JOB, scheme="gitlab", headers=None, secret=SECRET) -> dict:

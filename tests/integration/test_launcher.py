@@ -24,25 +24,6 @@ ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGXUrIo9NsoKq3aFL6HE3Wh7cUQUtuXI2
 NOTHING = {kind: set() for kind in ALL_KINDS}
 
 
-@pytest.fixture
-def look(aws):
-    """Clients of an onlooker (not the launcher's own), to inspect the account."""
-    return client_factory()
-
-
-@pytest.fixture
-def launcher(launcher_stack, look, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
-    handler = load_handler("launcher")
-
-    def invoke(event):
-        return answer(handler.lambda_handler(event, LambdaContext()))
-
-    invoke.env = monkeypatch.setenv
-    invoke.module = handler
-    return invoke
-
-
 def create(launcher, body=None, headers=None):
     return launcher(url_event("POST", "/sessions", body or {}, headers))
 

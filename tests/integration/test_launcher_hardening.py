@@ -14,29 +14,11 @@ import json
 import pytest
 from session_naming import KEEP_TAG
 
-from tests.support.clients import client_factory
-from tests.support.function_url import SECRET, answer, release_event, url_event
-from tests.support.handlers import LambdaContext, load_handler
+from tests.support.function_url import SECRET, release_event, url_event
 from tests.support.seed import ALL_KINDS, inventory
 from tests.support.stack import REGION
 
 NOTHING = {kind: set() for kind in ALL_KINDS}
-
-
-@pytest.fixture
-def look(aws):
-    return client_factory()
-
-
-@pytest.fixture
-def launcher(launcher_stack, look, monkeypatch):
-    handler = load_handler("launcher")
-
-    def invoke(event):
-        return answer(handler.lambda_handler(event, LambdaContext()))
-
-    invoke.env = monkeypatch.setenv
-    return invoke
 
 
 def create(launcher, body=None, **kwargs):

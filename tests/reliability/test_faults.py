@@ -93,11 +93,6 @@ def collector(aws):
     return client_factory(aws_rules=True)
 
 
-@pytest.fixture
-def look(aws):
-    return client_factory()
-
-
 # -- the collector: transient faults on every delete ------------------------------------------------
 
 

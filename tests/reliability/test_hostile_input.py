@@ -222,11 +222,6 @@ def signed_invalid_bodies(draw):
 
 
 @pytest.fixture
-def look(aws):
-    return client_factory()
-
-
-@pytest.fixture
 def launcher(launcher_stack, look, monkeypatch):
     handler = load_handler("launcher")
     calls: Counter[str] = Counter()

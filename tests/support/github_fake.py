@@ -241,6 +241,11 @@ class GitHubFake:
             self.installations[ident] = Installation(ident, account, "Organization", repos)
             return ident
 
+    def app_secret(self, secretsmanager, name: str = "ec2-sessions/github-app") -> str:
+        """Store this App's id and key as the stack's App secret (JSON, as the README says); answer its ARN."""
+        secret = json.dumps({"app_id": str(self.app_id), "private_key": self.private_key_pem})
+        return secretsmanager.create_secret(Name=name, SecretString=secret)["ARN"]
+
     def add_runner(self, root: str, name: str, *, status: str = "offline", busy: bool = False) -> FakeRunner:
         """Register a runner directly (``root``: ``repos/O/R`` or ``orgs/O``), as another tool would."""
         with self._lock:
