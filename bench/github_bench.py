@@ -139,7 +139,7 @@ def measure(latency: float, runs: int, log) -> tuple[list[Row], list[str]]:
         env = {
             **stack,
             "LAUNCH_TEMPLATE_ID": make_launch_template(look, REGION),
-            "MAX_LIVE_SESSIONS": "10000",
+            "MAX_LIVE_SESSIONS": "2000",
             "GITHUB_APP_SECRET_ARN": app_arn,
             "GITHUB_API_URL": fake.url,
             "GITHUB_REPOSITORIES": "codertocat/*",

@@ -73,7 +73,7 @@ def measure(latency: float, runs: int, log) -> tuple[list[Row], list[str]]:
     log(f"launcher: {runs} creates with an instance, {latency * 1000:g} ms per call")
     template = make_launch_template(factory(), REGION)
     stack = make_launcher_stack(factory(), "BenchWebhookSecret0123456789abcdefghijklmnopqr", REGION)
-    settings = load_launcher({"LAUNCH_TEMPLATE_ID": template, "MAX_LIVE_SESSIONS": "10000", **stack})
+    settings = load_launcher({"LAUNCH_TEMPLATE_ID": template, "MAX_LIVE_SESSIONS": "2000", **stack})
     model, reference = Model(latency=latency, throttle=False), Model(latency=latency, throttle=False)
     clients, ideal_clients = factory(model), factory(reference)
     slots = Slots(clients("dynamodb", REGION), settings.idempotency_table)

@@ -80,3 +80,26 @@ def test_template_environment_gives_every_design_variable_its_default():
     assert (launcher["DEFAULT_LIFETIME_MINUTES"], launcher["MAX_LIFETIME_MINUTES"]) == ("360", "1440")
     assert (launcher["MAX_LIVE_SESSIONS"], launcher["GITHUB_LABEL"]) == ("50", "ec2-session")
     assert launcher["ALLOW_WORLD_INGRESS"] == "false" and launcher["LAUNCH_TEMPLATE_ID"] == ""
+
+
+def test_the_committed_gitlab_sample_runs_through_the_runner_as_is(aws, tmp_path, capsys):
+    """events/launcher-gitlab-job-canceled.json carries X-Gitlab-Token with the placeholder secret the README names."""
+    placeholder = "ReplaceWithYourWebhookSecretMakeSign0123456789a"
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text(json.dumps({"LauncherFunction": make_launcher_stack(client_factory(), placeholder)}))
+
+    status = invoke.main(
+        [
+            "--function",
+            "launcher",
+            "--event",
+            str(EVENTS / "launcher-gitlab-job-canceled.json"),
+            "--env-vars",
+            str(env_vars),
+        ]
+    )
+
+    out = capsys.readouterr().out
+    response = json.loads(out[out.index("{\n") :])
+    assert status == 0 and response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"released": [], "kept": []}

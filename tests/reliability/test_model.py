@@ -130,7 +130,7 @@ class AccountModel(RuleBasedStateMachine):
         )["LaunchTemplate"]["LaunchTemplateId"]
         stack = make_launcher_stack(self.clients, "ModelWebhookSecret0123456789abcdefghijklmnopqr", REGION)
         self.launcher = load_launcher(
-            {"SESSION_BASES": BASE, "LAUNCH_TEMPLATE_ID": template, "MAX_LIVE_SESSIONS": "10000", **stack}
+            {"SESSION_BASES": BASE, "LAUNCH_TEMPLATE_ID": template, "MAX_LIVE_SESSIONS": "2000", **stack}
         )
         # The job routes call the launcher's own clients; AWS's rules go on them too (once per client).
         launcher_ec2 = clients.client("ec2", REGION)

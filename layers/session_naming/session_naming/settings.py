@@ -223,7 +223,8 @@ def load_launcher(env: Mapping[str, str] = os.environ) -> LauncherSettings:
         region=region[0] if region else "",
         default_lifetime=timedelta(minutes=default_minutes),
         max_lifetime=timedelta(minutes=max_minutes),
-        max_live_sessions=read.integer("MAX_LIVE_SESSIONS", 50, 1, 10_000),
+        # At most 2,000: every live session of a base is an entry of one DynamoDB item (400 KB at most).
+        max_live_sessions=read.integer("MAX_LIVE_SESSIONS", 50, 1, 2_000),
         allow_world_ingress=read.boolean("ALLOW_WORLD_INGRESS", False),
         github_label=label,
         launch_template_id=read.raw("LAUNCH_TEMPLATE_ID"),
