@@ -137,6 +137,8 @@ def release(settings: LauncherSettings, delivery: WorkflowJobDelivery, sessions:
     token = app.installation_token(delivery.installation.id)
     owner, repo = (part.lower() for part in owner_and_repo(delivery))
     for name, tags in sessions.items():
+        if str(name) in answer["kept"]:
+            continue  # an operator holds the session (keep tag): its runner stays with it
         path = tags.get(GITHUB_RUNNER_TAG)
         where = parse_registration_path(path)
         if where is None or where[1].lower() != owner or (where[2] is not None and where[2].lower() != repo):

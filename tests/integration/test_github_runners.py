@@ -184,3 +184,32 @@ def test_a_job_completed_between_two_creation_steps_leaves_nothing_anywhere(laun
     assert inventory(look, REGION) == NOTHING
     assert launcher.github.runner_names(ROOT) == set()
     assert launcher(delivery("queued", "d-late"))[0] == 202  # and the job stays over
+
+
+def test_a_kept_session_stays_with_its_runner_when_the_job_completes(launcher, look):
+    _, made = launcher(delivery("queued", "d-1"))
+    look("ec2", REGION).create_tags(
+        Resources=[made["security_group"]["id"]], Tags=[{"Key": "ec2-sessions:keep", "Value": "true"}]
+    )
+
+    status, body = launcher(delivery("completed", "d-2"))
+
+    assert (status, body) == (200, {"released": [], "kept": [made["session"]]})
+    assert launcher.github.runner_names(ROOT) == {made["runner"]["name"]}
+    assert made["session"] in inventory(look, REGION)["key_pair"]
+
+
+def test_a_runner_tag_pointing_at_another_runner_deletes_nothing_of_it(launcher, look):
+    """Anyone who may tag EC2 resources can write the tag: the runner at its path must carry the session's name."""
+    _, made = launcher(delivery("queued", "d-1"))
+    stranger = launcher.github.add_runner(ROOT, "someone-elses-runner", status="offline")
+    forged = f"repos/Codertocat/Hello-World/actions/runners/{stranger.id}"
+    ec2 = look("ec2", REGION)
+    ec2.create_tags(Resources=[made["security_group"]["id"]], Tags=[{"Key": GITHUB_RUNNER_TAG, "Value": forged}])
+    key_tags = [{"Key": GITHUB_RUNNER_TAG, "Value": forged}]
+    key_id = ec2.describe_key_pairs(KeyNames=[made["session"]])["KeyPairs"][0]["KeyPairId"]
+    ec2.create_tags(Resources=[key_id], Tags=key_tags)
+
+    launcher(delivery("completed", "d-2"))
+
+    assert "someone-elses-runner" in launcher.github.runner_names(ROOT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from runners import KIND as RUNNERS_KIND
 from runners import PERMISSIONS as RUNNERS_NEED
 from session_naming.resources import ORDER
 
@@ -262,6 +263,8 @@ def test_alarms_watch_collector_errors_failed_deletions_and_the_dead_letter_queu
     assert set(watched) == {kind.name for kind in ORDER}
     assert all(f"FILL({ident}, 0)" in summed for ident in watched.values())
     assert len(watched) <= 10  # CloudWatch's limit for a metric-math alarm
+    registrations = alarms["CollectorFailedRegistrationsAlarm"]
+    assert (registrations["MetricName"], registrations["Dimensions"][1]["Value"]) == ("Failed", RUNNERS_KIND)
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == {
             "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
