@@ -29,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import launcher_bench
 import urllib3
 from aws import factory, fake_environment
 from report import Row
@@ -84,29 +85,17 @@ def critical_path(app, settings, name: SessionName, job: int) -> None:
         token, "repo", "Codertocat", "Hello-World", github_module.runner_name(name), 1, ["self-hosted", "ec2-session"]
     )
 
-    def key_pair():
-        made = ec2.create_key_pair(
-            KeyName=name, KeyType="ed25519", TagSpecifications=tag_specifications(name, ["key-pair"])
-        )
-        ssm.put_parameter(
-            Name=f"/{name}/private-key", Value=made["KeyMaterial"], Type="SecureString", Tags=session_tags(name)
-        )
-
-    def group():
-        spec = tag_specifications(name, ["security-group"])
-        return ec2.create_security_group(GroupName=name, Description="bench", TagSpecifications=spec)["GroupId"]
-
     def config():
         value = registration.encoded_jit_config
         ssm.put_parameter(Name=f"/{name}/runner-jitconfig", Value=value, Type="SecureString", Tags=session_tags(name))
 
-    def slot():
-        slot_key = {"id": {"S": f"slots#bench#{job}"}}
-        db.get_item(TableName=table, Key=slot_key, ConsistentRead=True)
-        db.put_item(TableName=table, Item=slot_key, ConditionExpression="attribute_not_exists(id)")
-
     with ThreadPoolExecutor(max_workers=4) as pool:
-        parts = [pool.submit(part) for part in (key_pair, group, config, slot)]
+        parts = [
+            pool.submit(launcher_bench.key_pair, ec2, ssm, name),
+            pool.submit(launcher_bench.group, ec2, name),
+            pool.submit(config),
+            pool.submit(launcher_bench.slot, db, table, f"slots#bench#{job}"),
+        ]
     for part in parts:
         part.result()
     ec2.run_instances(

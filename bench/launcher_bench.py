@@ -30,34 +30,42 @@ REGION = "eu-west-1"  # not one the sweep seeds: its key-pair count stays small
 CIDRS = ("203.0.113.0/24",)
 
 
+def key_pair(ec2, ssm, name: SessionName) -> None:
+    """A session's key pair and its private key's SecureString: the minimal calls."""
+    answer = ec2.create_key_pair(
+        KeyName=name, KeyType="ed25519", TagSpecifications=tag_specifications(name, ["key-pair"])
+    )
+    ssm.put_parameter(
+        Name=f"/{name}/private-key", Value=answer["KeyMaterial"], Type="SecureString", Tags=session_tags(name)
+    )
+
+
+def group(ec2, name: SessionName, cidrs=()) -> str:
+    """A session's group (and its SSH rule when there are CIDRs): the minimal calls."""
+    spec = tag_specifications(name, ["security-group"])
+    ident = ec2.create_security_group(GroupName=name, Description="bench", TagSpecifications=spec)["GroupId"]
+    if cidrs:
+        ec2.authorize_security_group_ingress(GroupId=ident, IpPermissions=[ssh_from(cidrs)])
+    return ident
+
+
+def slot(dynamodb, table: str, ident: str) -> None:
+    """A live-session slot's minimal calls: a consistent read, then a conditional write."""
+    key = {"id": {"S": ident}}
+    dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
+    dynamodb.put_item(
+        TableName=table, Item={**key, "version": {"N": "1"}}, ConditionExpression="attribute_not_exists(id)"
+    )
+
+
 def critical_path(clients, template: str, table: str) -> None:
     ec2, ssm, dynamodb = clients("ec2", REGION), clients("ssm", REGION), clients("dynamodb", REGION)
     name = SessionName.make("ec2-test-runner", timedelta(hours=1))
 
-    def slot():
-        key = {"id": {"S": f"slots#bench-critical-path#{name.token}"}}
-        dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
-        dynamodb.put_item(
-            TableName=table, Item={**key, "version": {"N": "1"}}, ConditionExpression="attribute_not_exists(id)"
-        )
-
-    def key():
-        answer = ec2.create_key_pair(
-            KeyName=name, KeyType="ed25519", TagSpecifications=tag_specifications(name, ["key-pair"])
-        )
-        ssm.put_parameter(
-            Name=f"/{name}/private-key", Value=answer["KeyMaterial"], Type="SecureString", Tags=session_tags(name)
-        )
-
-    def group():
-        ident = ec2.create_security_group(
-            GroupName=name, Description="bench", TagSpecifications=tag_specifications(name, ["security-group"])
-        )["GroupId"]
-        ec2.authorize_security_group_ingress(GroupId=ident, IpPermissions=[ssh_from(CIDRS)])
-        return ident
-
     with ThreadPoolExecutor(max_workers=3) as pool:
-        k, g, s = pool.submit(key), pool.submit(group), pool.submit(slot)
+        k = pool.submit(key_pair, ec2, ssm, name)
+        g = pool.submit(group, ec2, name, CIDRS)
+        s = pool.submit(slot, dynamodb, table, f"slots#bench-critical-path#{name.token}")
     k.result(), s.result()
     ec2.run_instances(
         LaunchTemplate={"LaunchTemplateId": template},
