@@ -109,9 +109,9 @@ invoke: .aws-sam/host-build/template.yaml ## Run a handler in-process like `sam 
 	$(PY) tools/invoke.py --function $(FUNCTION) --event $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS)) \
 	  --build-dir .aws-sam/host-build
 
-sign: $(VENV)/.installed ## Re-sign a launcher event's body: EVENT=events/... SECRET=...
+sign: $(VENV)/.installed ## Sign a launcher event: EVENT=events/... SECRET=... [SCHEME=auto|standard|github|both]
 	@test -n "$(SECRET)" || { echo "usage: make sign EVENT=events/<file>.json SECRET=<webhook secret>" >&2; exit 2; }
-	$(PY) tools/sign.py $(EVENT) --secret "$(SECRET)"
+	$(PY) tools/sign.py $(EVENT) --secret "$(SECRET)" --scheme $(or $(SCHEME),auto)
 
 deploy: build ## sam deploy (guided the first time; samconfig.toml holds safe defaults)
 	$(SAM) deploy --guided

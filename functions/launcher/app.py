@@ -93,6 +93,8 @@ def once(app: LambdaFunctionUrlResolver, next_middleware: NextMiddleware) -> Res
     def produce() -> dict:
         try:
             response = next_middleware(app)
+        except (TooManySessions, JobBusy):
+            raise  # "try again later": not the answer a retry of this delivery must get
         except (HttpError, DomainError) as error:
             response = refused(error)
         return {"status": response.status_code, "body": response.body}

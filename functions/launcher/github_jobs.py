@@ -19,14 +19,17 @@ from __future__ import annotations
 from contextlib import suppress
 from datetime import datetime
 
+from aws_lambda_powertools import Logger
 from errors import JobOver
 from launch import Extras, create_session, release_job, sessions_tagged
 from payloads import WorkflowJobDelivery, parse_body
-from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, SessionName, clients
+from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, SESSION_TAG, SessionName, clients
+from session_naming.github import GitHubError
 from session_naming.settings import LauncherSettings
 from sessions import ledger_of, slots_of
 
 JITCONFIG = "runner-jitconfig"
+logger = Logger()
 
 
 def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -> tuple[int, dict]:
@@ -121,32 +124,68 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
 
 
 def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict]:
+    """The job is over: its sessions go, and so does the session whose runner ran it.
+
+    A JIT runner takes any queued job with matching labels, not only the one
+    it was registered for. So the session that ran this job is found by the
+    delivery's ``runner_name`` too, and a session of this job whose runner is
+    busy (with another job) is left running: that job's own ``completed``
+    releases it.
+    """
     job = str(delivery.workflow_job.id)
     ledger_of(settings).end("github", job, now)
-    return 200, release(settings, delivery, sessions_tagged(clients.client, settings, GITHUB_JOB_TAG, job))
+    sessions = sessions_tagged(clients.client, settings, GITHUB_JOB_TAG, job)
+    ran_it = delivery.workflow_job.runner_name
+    if ran_it:
+        from session_naming.github import sessions_of_runner_name
+
+        for session in sessions_of_runner_name(ran_it, settings.session_bases):
+            sessions.update(sessions_tagged(clients.client, settings, SESSION_TAG, str(session)))
+    return 200, release(settings, delivery, sessions)
 
 
 def release(settings: LauncherSettings, delivery: WorkflowJobDelivery, sessions: dict) -> dict:
-    """Release the job's sessions and delete their runner registrations (gone already is done)."""
-    answer = release_job(clients.client, settings, sessions, slots_of(settings))
+    """Release sessions and delete their runner registrations (gone already is done); a busy runner's session stays."""
     app = github_app(settings)
-    if app is None or delivery.installation is None or delivery.repository is None:
-        return answer
+    runners: dict = {}  # session -> (registration path, runner) when the tag names this session's own runner
+    busy: list[str] = []
+    if app is not None and delivery.installation is not None and delivery.repository is not None:
+        runners, busy = _runners_of(app, delivery, sessions)
+    answer = release_job(clients.client, settings, [n for n in sessions if str(n) not in busy], slots_of(settings))
+    for name, (path, token) in runners.items():
+        if str(name) in answer["released"]:
+            try:
+                app.delete_runner(token, path)
+            except GitHubError as error:  # left offline; the collector removes it once the session has expired
+                logger.warning("runner registration not deleted", extra={"session": str(name), "error": error.code})
+    return {**answer, "busy": busy} if busy else answer
+
+
+def _runners_of(app, delivery: WorkflowJobDelivery, sessions: dict) -> tuple[dict, list[str]]:
+    """Each session's own registration (by its tag, checked against the runner's name), and the busy ones."""
     from session_naming.github import parse_registration_path, runner_name
 
     token = app.installation_token(delivery.installation.id)
     owner, repo = (part.lower() for part in owner_and_repo(delivery))
+    runners, busy = {}, []
     for name, tags in sessions.items():
-        if str(name) in answer["kept"]:
-            continue  # an operator holds the session (keep tag): its runner stays with it
         path = tags.get(GITHUB_RUNNER_TAG)
         where = parse_registration_path(path)
         if where is None or where[1].lower() != owner or (where[2] is not None and where[2].lower() != repo):
             continue  # not a registration of this job's repository or organisation: never ours to delete
-        runner = app.get_runner(token, path)
-        if runner is not None and runner.name == runner_name(name):  # the tag must point at this session's runner
-            app.delete_runner(token, path)
-    return answer
+        try:
+            runner = app.get_runner(token, path)
+        except GitHubError as error:  # cannot tell whether it runs a job: leave the session to its expiry
+            logger.warning("runner state unknown", extra={"session": str(name), "error": error.code})
+            busy.append(str(name))
+            continue
+        if runner is None or runner.name != runner_name(name):  # gone, or the tag points at someone else's runner
+            continue
+        if runner.busy:
+            busy.append(str(name))
+        else:
+            runners[name] = (path, token)
+    return runners, busy
 
 
 def owner_and_repo(delivery: WorkflowJobDelivery) -> tuple[str, str]:

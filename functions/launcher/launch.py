@@ -70,10 +70,15 @@ def create_session(
     made: list[Found] = []
     tags = dict(extras.tags)
 
-    def secure(suffix: str, value: str, description: str) -> str:
+    def secure(suffix: str, value: str, description: str, **tier) -> str:
         parameter = f"/{name}/{suffix}"
         ssm.put_parameter(
-            Name=parameter, Value=value, Type="SecureString", Description=description, Tags=session_tags(name, tags)
+            Name=parameter,
+            Value=value,
+            Type="SecureString",
+            Description=description,
+            Tags=session_tags(name, tags),
+            **tier,
         )
         made.append(Found(PARAMETERS.name, name, parameter))
         return parameter
@@ -104,7 +109,8 @@ def create_session(
 
     def secrets() -> None:
         for suffix, value in extras.secrets.items():
-            secure(suffix, value, "ec2-sessions runner configuration")
+            # GitHub's JIT configuration passes the Standard tier's 4 KB: SSM picks Advanced when it must.
+            secure(suffix, value, "ec2-sessions runner configuration", Tier="Intelligent-Tiering")
 
     slot = None
     try:

@@ -4,8 +4,9 @@ The key is the caller's delivery id (``request.delivery_key``), never the
 body: two CI jobs may send the same body and must get two sessions, and a
 request without an id is never de-duplicated. The body's hash is the
 validation key: an id reused for a different body is refused. Every
-answer but a failure is stored (a refusal included, so a replay acts at
-most once); a failure deletes the record and a retry runs afresh.
+answer but a failure or a "try again later" (429, a job busy elsewhere) is
+stored, a refusal included, so a replay acts at most once; those others
+delete the record and a retry runs afresh.
 Records live at least three days (GitHub redelivers for three).
 
 Imported only when a request carries an id: the idempotency module alone

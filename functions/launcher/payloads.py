@@ -61,12 +61,14 @@ class SessionRequest(BaseModel):
     @field_validator("ingress_cidrs")
     @classmethod
     def _cidrs(cls, values: list[str]) -> list[str]:
+        """Each a CIDR with no host bits; answered in canonical form, once each (EC2 refuses a repeated rule)."""
+        networks = []
         for value in values:
             try:
-                ipaddress.ip_network(value, strict=True)
+                networks.append(str(ipaddress.ip_network(value, strict=True)))
             except ValueError:
                 raise ValueError("each must be an IPv4 or IPv6 CIDR with no host bits (e.g. 203.0.113.0/24)") from None
-        return values
+        return list(dict.fromkeys(networks))
 
 
 class ReleaseRequest(BaseModel):
@@ -79,7 +81,8 @@ class ReleaseRequest(BaseModel):
 
 class WorkflowJob(BaseModel):
     id: ID
-    labels: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
+    labels: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list, max_length=100)
+    runner_name: str | None = Field(default=None, max_length=200)  # the runner that ran it (completed)
 
 
 class Owner(BaseModel):
@@ -88,7 +91,7 @@ class Owner(BaseModel):
 
 class Repository(BaseModel):
     name: str = Field(max_length=100)
-    full_name: str = Field(max_length=201)
+    full_name: str = Field(max_length=201, pattern=r"^[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,100}$")
     owner: Owner
 
 

@@ -18,7 +18,7 @@ from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, SESSION_TAG, clien
 from session_naming.github import runner_name
 
 from tests.support.faults import Faults
-from tests.support.function_url import url_event
+from tests.support.function_url import release_event, url_event
 from tests.support.handlers import load_fixture
 from tests.support.seed import ALL_KINDS, inventory
 from tests.support.stack import REGION, make_launch_template
@@ -70,6 +70,11 @@ def test_queued_registers_a_jit_runner_and_starts_the_instance_with_it(launcher,
     [config] = launcher.github.jit_configs
     parameter = look("ssm", REGION).get_parameter(Name=f"/{session}/runner-jitconfig", WithDecryption=True)
     assert parameter["Parameter"]["Value"] == config and parameter["Parameter"]["Type"] == "SecureString"
+    assert len(config) > 4096  # as GitHub's are: a Standard parameter cannot hold it
+    described = look("ssm", REGION).describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Values": [f"/{session}/runner-jitconfig"]}]
+    )["Parameters"][0]
+    assert described["Tier"] == "Intelligent-Tiering"
     instance = instance_of(look, session)
     tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
     assert tags[GITHUB_RUNNER_TAG].lower() == registration
@@ -213,3 +218,60 @@ def test_a_runner_tag_pointing_at_another_runner_deletes_nothing_of_it(launcher,
     launcher(delivery("completed", "d-2"))
 
     assert "someone-elses-runner" in launcher.github.runner_names(ROOT)
+
+
+def test_a_sessions_runner_busy_with_another_job_keeps_it_running_until_that_job_completes(launcher, look):
+    """JIT runners take any queued job with their labels: job 1's session may be running job 2."""
+    _, made = launcher(delivery("queued", "d-1"))
+    [runner] = launcher.github.runners[ROOT].values()
+    runner.status, runner.busy = "online", True  # it picked up another job
+
+    status, body = launcher(delivery("completed", "d-2"))
+
+    assert (status, body) == (200, {"released": [], "kept": [], "busy": [made["session"]]})
+    assert instance_of(look, made["session"])["State"]["Name"] == "running"
+    assert launcher.github.runner_names(ROOT) == {made["runner"]["name"]}
+
+    other = json.loads(delivery("completed", "d-3")["body"])  # the job it ran ends: its runner names the session
+    other["workflow_job"].update(id=JOB + 1, runner_name=made["runner"]["name"])
+    runner.busy = False
+    event = url_event(
+        "POST", "/github", json.dumps(other), {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": "d-4"}
+    )
+    status, body = launcher(event)
+
+    assert (status, body["released"]) == (200, [made["session"]])
+    assert inventory(look, REGION) == NOTHING and launcher.github.runner_names(ROOT) == set()
+
+
+def test_a_retry_after_429_with_the_same_delivery_id_is_served_afresh(launcher, look):
+    launcher.env("MAX_LIVE_SESSIONS", "1")
+    _, first = launcher(url_event("POST", "/sessions", {}))
+    assert launcher(delivery("queued", "same-delivery"))[0] == 429
+
+    launcher(release_event(first["session"]))
+    status, _ = launcher(delivery("queued", "same-delivery"))
+
+    assert status == 201
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda p: p["workflow_job"].update(labels=["self-hosted", "ec2-session", ""]),
+        lambda p: p["repository"].update(full_name="no-slash-here"),
+        lambda p: p["repository"].update(full_name="a/b/c"),
+    ],
+    ids=["empty-label", "no-slash", "two-slashes"],
+)
+def test_a_malformed_delivery_is_400_and_makes_nothing(launcher, look, tamper):
+    payload = json.loads(delivery("queued", "d-1")["body"])
+    tamper(payload)
+    event = url_event(
+        "POST", "/github", json.dumps(payload), {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": "x"}
+    )
+
+    status, _ = launcher(event)
+
+    assert status == 400
+    assert inventory(look, REGION) == NOTHING and launcher.github.calls == []

@@ -199,3 +199,16 @@ def test_a_released_session_frees_its_slot_for_the_next_create(launcher):
     assert launcher(release_event(made["session"]))[0] == 200
 
     assert create(launcher)[0] == 201
+
+
+def test_repeated_or_equivalent_cidrs_make_one_rule(launcher, look):
+    """EC2 refuses the same permission twice; "2001:0db8::/32" is "2001:db8::/32"."""
+    status, made = create(
+        launcher, {"ingress_cidrs": ["2001:db8::/32", "2001:0db8::/32", "203.0.113.0/24", "203.0.113.0/24"]}
+    )
+
+    assert status == 201, made
+    group = look("ec2", REGION).describe_security_groups(GroupIds=[made["security_group"]["id"]])["SecurityGroups"][0]
+    [rule] = group["IpPermissions"]
+    assert [r["CidrIpv6"] for r in rule["Ipv6Ranges"]] == ["2001:db8::/32"]
+    assert [r["CidrIp"] for r in rule["IpRanges"]] == ["203.0.113.0/24"]

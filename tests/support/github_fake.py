@@ -590,7 +590,11 @@ def _error(message: str) -> dict:
 
 
 def _encoded_jit_config(runner: FakeRunner, group: int) -> str:
-    """Shaped like GitHub's: base64 JSON of base64 files, one holding a fresh credential."""
+    """Shaped like GitHub's: base64 JSON of base64 files, one holding a fresh credential.
+
+    As large as GitHub's (over 4 KB since 2025: the RSA parameters of the
+    runner's key), so code that stores it must use an SSM tier that holds it.
+    """
 
     def b64(value) -> str:
         return base64.b64encode(json.dumps(value).encode()).decode()
@@ -598,6 +602,8 @@ def _encoded_jit_config(runner: FakeRunner, group: int) -> str:
     files = {
         ".runner": b64({"AgentId": runner.id, "AgentName": runner.name, "PoolId": group, "WorkFolder": "_work"}),
         ".credentials": b64({"Scheme": "OAuth", "Data": {"clientId": secrets.token_hex(16)}}),
-        ".credentials_rsaparams": b64({"d": secrets.token_urlsafe(48)}),
+        ".credentials_rsaparams": b64(
+            {part: secrets.token_urlsafe(384) for part in ("d", "dp", "dq", "inverseQ", "p", "q")}
+        ),
     }
     return b64(files)

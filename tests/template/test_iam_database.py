@@ -185,7 +185,7 @@ def test_per_base_resources_and_tag_patterns_name_every_base_and_nothing_else():
         f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/ci.other-base/*",
     ]
     tagged = [s for s in [*collector.values(), *launcher.values()] if "StringLike" in s.get("Condition", {})]
-    assert len(tagged) == 6  # every delete scoped by the session tag, the leftover kinds included
+    assert len(tagged) == 7  # every delete scoped by the session tag, the leftover kinds included (both functions)
     for statement in tagged:
         [(key, value)] = statement["Condition"]["StringLike"].items()
         assert key.endswith("Tag/ec2-sessions:session") and value == patterns, statement["Sid"]

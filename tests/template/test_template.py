@@ -19,9 +19,12 @@ FUNCTIONS = {"collector": "CollectorFunction", "launcher": "LauncherFunction"}
 COLLECTOR_UNITS_NEED = frozenset().union(*(kind.permissions for kind in ORDER), RUNNERS_NEED)
 # Where a unit scoped by name finds its resources in an ARN.
 NAME_SCOPED_ARN = {"key_pair": ":key-pair/", "parameter": ":parameter/"}
+# A release deletes a session's every kind with the same units, one resource a call (no batch delete).
+LAUNCHER_RELEASE_NEEDS = frozenset().union(*(kind.permissions for kind in ORDER)) - {"ssm:DeleteParameters"}
 ALLOWED = {
     "collector": set(COLLECTOR_UNITS_NEED),
-    "launcher": {
+    "launcher": set(LAUNCHER_RELEASE_NEEDS)
+    | {
         "ec2:DescribeLaunchTemplateVersions",
         "ec2:DescribeInstances",
         "ec2:DescribeKeyPairs",
@@ -269,3 +272,16 @@ def test_alarms_watch_collector_errors_failed_deletions_and_the_dead_letter_queu
         assert alarm["AlarmActions"] == {
             "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
         }
+
+
+def test_the_launcher_may_list_and_delete_every_kind_a_release_meets():
+    """A release judges and deletes a session's resources of every kind, as the collector does (moto checks no IAM)."""
+    granted = {action for s in statements("launcher") for action in as_list(s["Action"])}
+
+    assert granted >= LAUNCHER_RELEASE_NEEDS, LAUNCHER_RELEASE_NEEDS - granted
+    for statement in statements("launcher"):
+        deletes = {a for a in as_list(statement["Action"]) if a in LAUNCHER_RELEASE_NEEDS and not READ_ONLY.match(a)}
+        if deletes - {"ec2:DeleteKeyPair", "ssm:DeleteParameter"}:  # those two are scoped by name (checked above)
+            assert set(statement["Condition"]["StringLike"]) == {"ec2:ResourceTag/ec2-sessions:session"}, statement[
+                "Sid"
+            ]
