@@ -20,6 +20,8 @@ from errors import JobBusy, JobOver
 
 # GitHub redelivers for three days; a day more covers clocks and operators.
 REMEMBER = timedelta(days=4)
+# Longer than the launcher's Lambda timeout (30 s): a claim older than this has no creator left.
+CLAIM_LEASE = timedelta(minutes=2)
 
 
 def _conditional(error: ClientError) -> bool:
@@ -43,12 +45,22 @@ class JobLedger:
     def claim(self, system: str, job: str, now: datetime) -> dict | None:
         """Claim the job's one session: ``None`` to go ahead, or the answer its session already got.
 
-        Raises ``JobOver`` when the job has ended, ``JobBusy`` while another delivery is creating.
+        Raises ``JobOver`` when the job has ended, ``JobBusy`` while another
+        delivery is creating. A claim is a lease: one whose creator died
+        (a Lambda timeout runs no clean-up) is taken over once it has lapsed,
+        so the job is not stuck for days; what the dead create made is tagged
+        with the job, and the job's end releases it with the rest.
         """
+        lease = {"N": str(int((now + CLAIM_LEASE).timestamp()))}
         try:
             self._db.put_item(
                 TableName=self._table,
-                Item={**self._key(system, job), "state": {"S": "creating"}, "expiration": self._expiration(now)},
+                Item={
+                    **self._key(system, job),
+                    "state": {"S": "creating"},
+                    "lease": lease,
+                    "expiration": self._expiration(now),
+                },
                 ConditionExpression="attribute_not_exists(id)",
             )
             return None
@@ -61,6 +73,23 @@ class JobLedger:
             raise JobOver(f"{system} job {job} is over: no session is made for it")
         if state == "created":
             return json.loads(item["answer"]["S"])
+        try:  # a lapsed claim is taken over; a live one makes this delivery wait
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(system, job),
+                UpdateExpression="SET lease = :lease",
+                ConditionExpression="#state = :creating AND lease < :now",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":lease": lease,
+                    ":creating": {"S": "creating"},
+                    ":now": {"N": str(int(now.timestamp()))},
+                },
+            )
+            return None
+        except ClientError as error:
+            if not _conditional(error):
+                raise
         raise JobBusy(f"{system} job {job}'s session is being made right now: retry in a few seconds")
 
     def settle(self, system: str, job: str, answer: dict) -> None:
