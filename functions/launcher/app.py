@@ -11,6 +11,7 @@ goes to the log.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ UNROUTABLE = "ec2SessionsUnroutable"  # marks the stand-in for an event the reso
 
 logger = Logger()
 metrics = Metrics()
+_invocation = threading.local()  # ``event`` and ``context`` of this thread's invocation (see ``current``)
 # Refusals publish their own metric (with a status dimension); an invocation with nothing else is normal.
 warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 app = LambdaFunctionUrlResolver()
@@ -60,17 +62,20 @@ def webhook_secret(settings: LauncherSettings) -> str:
 
 
 def current() -> tuple[LauncherSettings, Request]:
-    """The settings and this request's raw bytes, read from the resolver's own event.
+    """The settings and this request's raw bytes, read from the event this invocation received.
 
     Not ``decoded_body``: it decodes base64 to text, so a binary body would fail
-    before its signature could be checked, and signatures cover bytes.
+    before its signature could be checked, and signatures cover bytes. Not
+    ``app.current_event`` either: Powertools keeps it on the resolver's class,
+    shared by every thread of the process; Lambda runs one request per
+    container, but the tests run concurrent containers as threads.
     """
     settings = load_launcher()
-    return settings, read_request(app.current_event.raw_event, settings.max_body_bytes)
+    return settings, read_request(_invocation.event, settings.max_body_bytes)
 
 
 def authenticated(app: LambdaFunctionUrlResolver, next_middleware: NextMiddleware) -> Response:
-    if app.current_event.raw_event.get(UNROUTABLE):
+    if _invocation.event.get(UNROUTABLE):
         raise BadRequest("event must be a Lambda Function URL request: requestContext.http.method, rawPath, headers")
     settings, request = current()
     logger.append_keys(delivery=delivery_key(request.method, request.path, request.headers))
@@ -99,7 +104,7 @@ def once(app: LambdaFunctionUrlResolver, next_middleware: NextMiddleware) -> Res
             response = refused(error)
         return {"status": response.status_code, "body": response.body}
 
-    stored = answer_once(key, request.body, app.lambda_context, produce)
+    stored = answer_once(key, request.body, _invocation.context, produce)
     return json_response(stored["status"], stored["body"])
 
 
@@ -113,6 +118,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         event = {**event, "requestContext": {**event["requestContext"], "stage": "$default"}}
     else:  # the resolver needs a method and a path; the middleware answers the 400
         event = {"rawPath": "/", "requestContext": {"http": {"method": "GET"}, "stage": "$default"}, UNROUTABLE: True}
+    _invocation.event, _invocation.context = event, context
     return app.resolve(event, context)
 
 
