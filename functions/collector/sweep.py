@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pacing import EC2_BURST, Pacer
 from session_naming.resources import (
@@ -210,7 +211,9 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
     due: dict[str, list[Found]] = {kind.name: [] for kind in ORDER}
     for found in verdicts.deletable:
         try:
-            expired = found.session.is_expired(now, settings.grace)
+            session = found.session
+            assert session is not None  # judge finds deletable only what parses
+            expired = session.is_expired(now, settings.grace)
         except Exception as error:  # rule 8: one resource's arithmetic is that resource's problem
             record(found, "failed", error_code(error))
             continue
@@ -322,7 +325,7 @@ def _delete_together(kind, client, chunk: list[Found], record) -> list[Found]:
 
 def summarise(reports: dict[str, RegionReport], cut_short: str | None, dry_run: bool) -> dict:
     totals = {"deleted": 0, "kept": 0, "failed": 0}
-    regions = {}
+    regions: dict[str, dict[str, dict[str, Any]]] = {}
     for region, report in reports.items():
         regions[region] = {}
         for kind, kind_report in report.items():
@@ -356,7 +359,7 @@ def summary_for_log(summary: dict, budget: int = LOG_BUDGET_BYTES) -> dict:
 
 
 def _cut(summary: dict, cap: int) -> dict:
-    regions = {}
+    regions: dict[str, dict[str, dict[str, Any]]] = {}
     for region, kinds in summary["regions"].items():
         regions[region] = {}
         for kind, report in kinds.items():

@@ -113,7 +113,12 @@ def create_session(
                 slot = pool.submit(slots.take, name, settings.max_live_sessions, now)
             key_future, group_future = pool.submit(key_pair), pool.submit(security_group)
             secrets_future = pool.submit(secrets)
-            template = pool.submit(template_interfaces, ec2, settings.launch_template_id) if instance else None
+            template = None
+            if instance:
+                # An instance is asked for only with a template (payloads refuses one without, GitHub jobs ask
+                # for one only when the stack has a template).
+                assert settings.launch_template_id is not None
+                template = pool.submit(template_interfaces, ec2, settings.launch_template_id)
         for future in (key_future, group_future, secrets_future, slot):
             if future is not None:
                 future.result()  # TooManySessions from the slot: roll back below, start no instance
