@@ -167,7 +167,9 @@ def sweep_registrations(
     return outcomes
 
 
-def _list(app, settings, tokens, outcomes) -> tuple[dict[str, Runner], set[str]]:
+def _list(
+    app: GitHubApp, settings: GitHubSettings, tokens: _Tokens, outcomes: list[Outcome]
+) -> tuple[dict[str, Runner], set[str]]:
     """Every registration of every listed place, by lower-case path; and the roots listed in full."""
     listed: dict[str, Runner] = {}
     covered: set[str] = set()
@@ -186,7 +188,9 @@ def _list(app, settings, tokens, outcomes) -> tuple[dict[str, Runner], set[str]]
     return listed, covered
 
 
-def _runner_at(app, tokens, path: str, listed: dict[str, Runner], covered: set[str]) -> Runner | None:
+def _runner_at(
+    app: GitHubApp, tokens: _Tokens, path: str, listed: dict[str, Runner], covered: set[str]
+) -> Runner | None:
     """The registration at ``path``: from a listing that covered its place, else asked for."""
     root = path.rsplit("/actions/runners/", 1)[0].lower()
     if root in covered:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from errors import JobOver
 from launch import Extras, create_session, release_job, sessions_tagged
@@ -26,10 +27,13 @@ from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, SessionName, clien
 from session_naming.settings import LauncherSettings
 from sessions import ledger_of, slots_of
 
+if TYPE_CHECKING:
+    from session_naming.github import GitHubApp
+
 JITCONFIG = "runner-jitconfig"
 
 
-def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -> tuple[int, dict]:
+def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -> tuple[int, dict[str, Any]]:
     if event == "ping":
         return 200, {"ok": True}
     if event != "workflow_job":
@@ -48,14 +52,14 @@ def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -
     return 202, {"ignored": "only queued and completed jobs change sessions"}
 
 
-def github_app(settings: LauncherSettings):
+def github_app(settings: LauncherSettings) -> GitHubApp | None:
     """The configured GitHub App, or ``None`` (then sessions are made without runners)."""
     from session_naming.github import configured_app
 
     return configured_app(settings.github, clients.client("secretsmanager", settings.region))
 
 
-def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict]:
+def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
     job, ledger, slots = str(delivery.workflow_job.id), ledger_of(settings), slots_of(settings)
     try:
         existing = ledger.claim("github", job, now)
@@ -120,13 +124,15 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
     return 201, answer
 
 
-def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict]:
+def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
     job = str(delivery.workflow_job.id)
     ledger_of(settings).end("github", job, now)
     return 200, release(settings, delivery, sessions_tagged(clients.client, settings, GITHUB_JOB_TAG, job))
 
 
-def release(settings: LauncherSettings, delivery: WorkflowJobDelivery, sessions: dict) -> dict:
+def release(
+    settings: LauncherSettings, delivery: WorkflowJobDelivery, sessions: dict[SessionName, dict[str, str]]
+) -> dict[str, Any]:
     """Release the job's sessions and delete their runner registrations (gone already is done)."""
     answer = release_job(clients.client, settings, sessions, slots_of(settings))
     app = github_app(settings)
@@ -141,7 +147,12 @@ def release(settings: LauncherSettings, delivery: WorkflowJobDelivery, sessions:
             continue  # an operator holds the session (keep tag): its runner stays with it
         path = tags.get(GITHUB_RUNNER_TAG)
         where = parse_registration_path(path)
-        if where is None or where[1].lower() != owner or (where[2] is not None and where[2].lower() != repo):
+        if (
+            path is None
+            or where is None
+            or where[1].lower() != owner
+            or (where[2] is not None and where[2].lower() != repo)
+        ):
             continue  # not a registration of this job's repository or organisation: never ours to delete
         runner = app.get_runner(token, path)
         if runner is not None and runner.name == runner_name(name):  # the tag must point at this session's runner

@@ -18,10 +18,10 @@ is then their name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, overload
 
 from botocore.exceptions import ClientError
 
@@ -34,11 +34,22 @@ if TYPE_CHECKING:  # the stubs are a development dependency; the layer never imp
     from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
     from mypy_boto3_ssm import SSMClient
 
-# ``clients(service, region)``: the shared client of a service in a region, as
-# ``session_naming.clients.client`` or a test's moto-backed factory. The service
-# is a kind's runtime ``service`` string, so the client is ``Any`` here; each
-# kind's methods take their own service's client type.
-Clients = Callable[[str, str], Any]
+
+class Clients(Protocol):
+    """``clients(service, region)``: the shared client of a service in a region.
+
+    ``session_naming.clients.client`` is one; tests pass moto-backed factories.
+    """
+
+    @overload
+    def __call__(self, service: Literal["ec2"], region: str, /) -> EC2Client: ...
+    @overload
+    def __call__(self, service: Literal["ssm"], region: str, /) -> SSMClient: ...
+    @overload
+    def __call__(
+        self, service: Literal["resourcegroupstaggingapi"], region: str, /
+    ) -> ResourceGroupsTaggingAPIClient: ...
+
 
 PRIVATE_KEY_SUFFIX = "/private-key"
 RUNNER_CONFIG_SUFFIX = "/runner-jitconfig"
@@ -48,7 +59,7 @@ PARAMETER_SUFFIXES = (PRIVATE_KEY_SUFFIX, RUNNER_CONFIG_SUFFIX)
 FILTER_BATCH = 200
 # The Resource Groups Tagging API answers at most 100 resources a page.
 TAGGING_PAGE = 100
-TAGGING = "resourcegroupstaggingapi"
+TAGGING: Final = "resourcegroupstaggingapi"
 NO_TAGS: Mapping[str, str] = MappingProxyType({})
 READ_PREFIXES = ("Describe", "Get", "List")
 
@@ -105,12 +116,16 @@ class Kind[C]:
     in_use_codes: frozenset[str] = frozenset({"DependencyViolation"})
     batch: int = 1  # resources one delete call can take
 
+    def client(self, clients: Clients, region: str) -> C:
+        """Its service's client in ``region``: ``clients(self.service, region)``."""
+        raise NotImplementedError
+
     def pages(self, client: C, patterns: list[str]) -> Iterator[list[Found]]:
         raise NotImplementedError
 
     def listing(self, clients: Clients, region: str, patterns: Iterable[str]) -> list[Found]:
         """Every match, to the listing's end: judging a session needs all of its resources."""
-        return [found for page in self.pages(clients(self.service, region), list(patterns)) for found in page]
+        return [found for page in self.pages(self.client(clients, region), list(patterns)) for found in page]
 
     def delete(self, client: C, found: Found) -> None:
         raise NotImplementedError
@@ -150,7 +165,17 @@ def _by_tag(
     return Found(kind, tags.get(SESSION_TAG, ""), ident, tags, in_use=in_use, uses=uses)
 
 
-class _Instances(Kind["EC2Client"]):
+class _Ec2Kind(Kind["EC2Client"]):
+    def client(self, clients: Clients, region: str) -> EC2Client:
+        return clients("ec2", region)
+
+
+class _SsmKind(Kind["SSMClient"]):
+    def client(self, clients: Clients, region: str) -> SSMClient:
+        return clients("ssm", region)
+
+
+class _Instances(_Ec2Kind):
     LIVE_STATES = ("pending", "running", "stopping", "stopped")
 
     def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
@@ -169,7 +194,7 @@ class _Instances(Kind["EC2Client"]):
         client.terminate_instances(InstanceIds=[found.ident])
 
 
-class _Parameters(Kind["SSMClient"]):
+class _Parameters(_SsmKind):
     def pages(self, client: SSMClient, patterns: list[str]) -> Iterator[list[Found]]:
         prefixes = [f"/{p[:-1]}" for p in patterns if p.endswith("/*")]
         exact = [f"/{p}{suffix}" for p in patterns if not p.endswith("/*") for suffix in PARAMETER_SUFFIXES]
@@ -235,7 +260,7 @@ def parameter_tags(
     return tags
 
 
-class _KeyPairs(Kind["EC2Client"]):
+class _KeyPairs(_Ec2Kind):
     def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
         # DescribeKeyPairs does not page: one answer holds every match.
         answer = client.describe_key_pairs(Filters=[{"Name": "key-name", "Values": list(patterns)}])
@@ -246,7 +271,7 @@ class _KeyPairs(Kind["EC2Client"]):
         client.delete_key_pair(KeyName=found.ident)
 
 
-class _SecurityGroups(Kind["EC2Client"]):
+class _SecurityGroups(_Ec2Kind):
     def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
         filters: list[FilterTypeDef] = [{"Name": "group-name", "Values": list(patterns)}]
         for page in client.get_paginator("describe_security_groups").paginate(Filters=filters):
@@ -256,7 +281,7 @@ class _SecurityGroups(Kind["EC2Client"]):
         client.delete_security_group(GroupId=found.ident)
 
 
-class _Volumes(Kind["EC2Client"]):
+class _Volumes(_Ec2Kind):
     """EBS volumes an instance left (``DeleteOnTermination: false``) or a test made.
 
     Only ``available`` ones are listed: an attached volume, a live
@@ -273,7 +298,7 @@ class _Volumes(Kind["EC2Client"]):
         client.delete_volume(VolumeId=found.ident)
 
 
-class _NetworkInterfaces(Kind["EC2Client"]):
+class _NetworkInterfaces(_Ec2Kind):
     """Interfaces in status ``available``, as volumes: an attached one is its instance's."""
 
     def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
@@ -289,7 +314,7 @@ class _NetworkInterfaces(Kind["EC2Client"]):
         client.delete_network_interface(NetworkInterfaceId=found.ident)
 
 
-class _Images(Kind["EC2Client"]):
+class _Images(_Ec2Kind):
     """AMIs: deregistered. Their snapshots, tagged with the session, are the snapshot unit's,
     which runs after this one; ``uses`` lets the sweep see which snapshots an AMI still holds."""
 
@@ -316,7 +341,7 @@ class _Images(Kind["EC2Client"]):
         client.deregister_image(ImageId=found.ident)
 
 
-class _Snapshots(Kind["EC2Client"]):
+class _Snapshots(_Ec2Kind):
     def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
         # OwnerIds=self: a public snapshot of another account may carry any tag. (moto ignores
         # it and answers the public AMIs' snapshots too; the tag filter keeps them out.)
@@ -330,7 +355,7 @@ class _Snapshots(Kind["EC2Client"]):
         client.delete_snapshot(SnapshotId=found.ident)
 
 
-class _Addresses(Kind["EC2Client"]):
+class _Addresses(_Ec2Kind):
     def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
         # DescribeAddresses does not page. EC2-Classic addresses (no AllocationId) are gone from AWS.
         answer = client.describe_addresses(Filters=[_session_tag_filter(patterns)])
