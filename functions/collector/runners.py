@@ -51,7 +51,8 @@ def targets(settings: GitHubSettings) -> list[tuple[str, str | None]]:
     per owner (scope ``org``). An empty or wildcard-only allow-list names no repository to list."""
     if settings.runner_scope == "org":
         return [(owner, None) for owner in dict.fromkeys(entry.split("/")[0] for entry in settings.repositories)]
-    return [tuple(entry.split("/")) for entry in settings.repositories if not entry.endswith("/*")]
+    # Settings let only "owner/repo" and "owner/*" through: one "/" each.
+    return [(owner, repo) for owner, _, repo in (e.partition("/") for e in settings.repositories) if repo != "*"]
 
 
 def allowed(settings: GitHubSettings, scope: str, owner: str, repo: str | None) -> bool:
@@ -108,7 +109,7 @@ def sweep_registrations(
         if dry_run:
             outcomes.append((session, "deleted", path))
             return
-        _, owner, repo = parse_registration_path(path)
+        owner, repo = _place(path)
         try:
             app.delete_runner(tokens.get(owner, repo), path)
         except RateLimited:
@@ -166,7 +167,9 @@ def sweep_registrations(
     return outcomes
 
 
-def _list(app, settings, tokens, outcomes) -> tuple[dict[str, Runner], set[str]]:
+def _list(
+    app: GitHubApp, settings: GitHubSettings, tokens: _Tokens, outcomes: list[Outcome]
+) -> tuple[dict[str, Runner], set[str]]:
     """Every registration of every listed place, by lower-case path; and the roots listed in full."""
     listed: dict[str, Runner] = {}
     covered: set[str] = set()
@@ -185,13 +188,23 @@ def _list(app, settings, tokens, outcomes) -> tuple[dict[str, Runner], set[str]]
     return listed, covered
 
 
-def _runner_at(app, tokens, path: str, listed: dict[str, Runner], covered: set[str]) -> Runner | None:
+def _runner_at(
+    app: GitHubApp, tokens: _Tokens, path: str, listed: dict[str, Runner], covered: set[str]
+) -> Runner | None:
     """The registration at ``path``: from a listing that covered its place, else asked for."""
     root = path.rsplit("/actions/runners/", 1)[0].lower()
     if root in covered:
         return listed.get(path.lower())
-    _, owner, repo = parse_registration_path(path)
+    owner, repo = _place(path)
     return app.get_runner(tokens.get(owner, repo), path)
+
+
+def _place(path: str) -> tuple[str, str | None]:
+    """The owner and repository of a registration path: one the caller checked, or that a listing built."""
+    place = parse_registration_path(path)
+    assert place is not None, "not a registration path"
+    _, owner, repo = place
+    return owner, repo
 
 
 def _in_use(runner: Runner) -> str | None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pacing import EC2_BURST, Pacer
 from session_naming.resources import (
@@ -22,14 +23,20 @@ from session_naming.resources import (
     ORDER,
     SECURITY_GROUPS,
     SNAPSHOTS,
+    Clients,
     Found,
     InUse,
+    Kind,
+    Verdicts,
     error_code,
     groups_in_use,
     judge,
 )
 from session_naming.settings import CollectorSettings
 from session_naming.tags import GITHUB_RUNNER_TAG
+
+if TYPE_CHECKING:
+    from session_naming.github import GitHubApp
 
 # Stop while this much Lambda time is left: enough to log and answer.
 TIME_RESERVE_SECONDS = 10.0
@@ -67,11 +74,17 @@ KIND_NAMES = tuple(kind.name for kind in ORDER)
 @dataclass
 class KindReport:
     deleted: list[str] = field(default_factory=list)
-    kept: list[dict] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
+    kept: list[dict[str, str | None]] = field(default_factory=list)  # {"name", "reason"}
+    failed: list[dict[str, str | None]] = field(default_factory=list)  # {"name", "error"}
 
 
-class RegionReport(dict):
+class Record(Protocol):
+    """What a region's sweep does with each outcome: ``record(found, outcome, detail)``."""
+
+    def __call__(self, found: Found, outcome: str, detail: str | None = None) -> None: ...
+
+
+class RegionReport(dict[str, KindReport]):
     """``{kind: KindReport}`` for one region; appends are thread-safe."""
 
     def __init__(self, kinds: tuple[str, ...] = KIND_NAMES):
@@ -95,14 +108,14 @@ class RegionReport(dict):
 
 
 def sweep(
-    clients: Callable[[str, str], object],
+    clients: Clients,
     settings: CollectorSettings,
     now: datetime,
     time_left: Callable[[], float],
     dry_run: bool,
     on_outcome: Callable[[str, Found, str, str | None], None] = lambda *_: None,
-    github: Callable[[], object] | None = None,
-) -> dict:
+    github: Callable[[], GitHubApp | None] | None = None,
+) -> dict[str, Any]:
     """Sweep every configured region, then GitHub's runner registrations; answer the JSON summary.
 
     ``github`` gives the GitHub App (or ``None``: none configured). Its
@@ -130,7 +143,12 @@ GITHUB = "github"
 
 
 def sweep_github(
-    github, settings: CollectorSettings, now: datetime, budget: Budget, dry_run: bool, regions
+    github: Callable[[], GitHubApp | None],
+    settings: CollectorSettings,
+    now: datetime,
+    budget: Budget,
+    dry_run: bool,
+    regions: list[RegionReport],
 ) -> RegionReport:
     """The registrations of expired sessions, deleted within the same budget; failures are reported, never raised."""
     from runners import KIND, sweep_registrations
@@ -169,7 +187,15 @@ def sweep_github(
     return report
 
 
-def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) -> RegionReport:
+def sweep_region(
+    clients: Clients,
+    region: str,
+    settings: CollectorSettings,
+    now: datetime,
+    budget: Budget,
+    dry_run: bool,
+    on_outcome: Callable[[str, Found, str, str | None], None],
+) -> RegionReport:
     """List every kind to its end, judge, then delete in ORDER.
 
     Listing first has two reasons. Page tokens may be positions (moto's
@@ -184,7 +210,7 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
     report = RegionReport()
     gone: set[str] = set()  # identifiers deleted (or, in a dry run, that would be) this run
 
-    def record(found: Found, outcome: str, detail: str | None = None):
+    def record(found: Found, outcome: str, detail: str | None = None) -> None:
         if outcome == "deleted":
             gone.add(found.ident)
         report.record(found, outcome, detail)
@@ -210,7 +236,9 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
     due: dict[str, list[Found]] = {kind.name: [] for kind in ORDER}
     for found in verdicts.deletable:
         try:
-            expired = found.session.is_expired(now, settings.grace)
+            session = found.session
+            assert session is not None  # judge finds deletable only what parses
+            expired = session.is_expired(now, settings.grace)
         except Exception as error:  # rule 8: one resource's arithmetic is that resource's problem
             record(found, "failed", error_code(error))
             continue
@@ -226,7 +254,7 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
     pacer = Pacer(settings.ec2_delete_rate, burst=EC2_BURST - settings.concurrency)
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
         for kind in ORDER:
-            client = clients(kind.service, region)
+            client = kind.client(clients, region)
             todo = due[kind.name]
             if kind is SECURITY_GROUPS and todo:
                 try:
@@ -249,7 +277,9 @@ def sweep_region(clients, region, settings, now, budget, dry_run, on_outcome) ->
     return report
 
 
-def _note_for_github(report: RegionReport, everything: list[Found], verdicts, now: datetime, settings) -> None:
+def _note_for_github(
+    report: RegionReport, everything: list[Found], verdicts: Verdicts, now: datetime, settings: CollectorSettings
+) -> None:
     """What the registration sweep must know of this region: tagged paths, kept and live sessions."""
     report.complete = True
     for found in everything:
@@ -267,7 +297,7 @@ def _note_for_github(report: RegionReport, everything: list[Found], verdicts, no
     report.kept_sessions |= {found.name for found, reason in verdicts.kept if reason == "keep-tag"}
 
 
-def _keep_busy(due: list[Found], busy: set[str], record) -> list[Found]:
+def _keep_busy(due: list[Found], busy: set[str], record: Record) -> list[Found]:
     """Record the busy ones kept ``in-use`` (retried next run); answer the rest."""
     for found in due:
         if found.ident in busy:
@@ -275,7 +305,15 @@ def _keep_busy(due: list[Found], busy: set[str], record) -> list[Found]:
     return [found for found in due if found.ident not in busy]
 
 
-def _delete(kind, client, chunk: list[Found], dry_run: bool, record, budget: Budget, pace) -> None:
+def _delete[C](
+    kind: Kind[C],
+    client: C,
+    chunk: list[Found],
+    dry_run: bool,
+    record: Record,
+    budget: Budget,
+    pace: Callable[[], None] | None,
+) -> None:
     """Delete one resource, or up to ``kind.batch`` in one call; failures are recorded, never raised.
 
     The budget is taken after the pacer's wait, as the call is about to go:
@@ -303,7 +341,7 @@ def _delete(kind, client, chunk: list[Found], dry_run: bool, record, budget: Bud
             record(found, "deleted")
 
 
-def _delete_together(kind, client, chunk: list[Found], record) -> list[Found]:
+def _delete_together[C](kind: Kind[C], client: C, chunk: list[Found], record: Record) -> list[Found]:
     """One call for the chunk; answers what it did not delete, to be asked one by one.
 
     A batch names what it could not delete without saying why (or fails
@@ -320,9 +358,9 @@ def _delete_together(kind, client, chunk: list[Found], record) -> list[Found]:
     return [found for found in chunk if found.ident not in done]
 
 
-def summarise(reports: dict[str, RegionReport], cut_short: str | None, dry_run: bool) -> dict:
+def summarise(reports: dict[str, RegionReport], cut_short: str | None, dry_run: bool) -> dict[str, Any]:
     totals = {"deleted": 0, "kept": 0, "failed": 0}
-    regions = {}
+    regions: dict[str, dict[str, dict[str, Any]]] = {}
     for region, report in reports.items():
         regions[region] = {}
         for kind, kind_report in report.items():
@@ -336,7 +374,7 @@ def summarise(reports: dict[str, RegionReport], cut_short: str | None, dry_run: 
     return {"dry_run": dry_run, "cut_short": cut_short, "totals": totals, "regions": regions}
 
 
-def summary_for_log(summary: dict, budget: int = LOG_BUDGET_BYTES) -> dict:
+def summary_for_log(summary: dict[str, Any], budget: int = LOG_BUDGET_BYTES) -> dict[str, Any]:
     """The summary as one CloudWatch log event can hold it, whatever MAX_DELETIONS is.
 
     A summary that fits goes whole. Otherwise every list keeps its first
@@ -355,8 +393,8 @@ def summary_for_log(summary: dict, budget: int = LOG_BUDGET_BYTES) -> dict:
     return cut
 
 
-def _cut(summary: dict, cap: int) -> dict:
-    regions = {}
+def _cut(summary: dict[str, Any], cap: int) -> dict[str, Any]:
+    regions: dict[str, dict[str, dict[str, Any]]] = {}
     for region, kinds in summary["regions"].items():
         regions[region] = {}
         for kind, report in kinds.items():
@@ -366,6 +404,6 @@ def _cut(summary: dict, cap: int) -> dict:
     return {**summary, "regions": regions, "lists_cut_to": cap}
 
 
-def _json_bytes(value) -> int:
+def _json_bytes(value: object) -> int:
     """Its size as Powertools writes it: compact JSON, non-ASCII escaped (the larger spelling)."""
     return len(json.dumps(value, separators=(",", ":"), default=str))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from errors import JobOver
@@ -28,11 +29,14 @@ from session_naming.github import GitHubError
 from session_naming.settings import LauncherSettings
 from sessions import ledger_of, slots_of
 
+if TYPE_CHECKING:
+    from session_naming.github import GitHubApp
+
 JITCONFIG = "runner-jitconfig"
 logger = Logger()
 
 
-def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -> tuple[int, dict]:
+def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -> tuple[int, dict[str, Any]]:
     if event == "ping":
         return 200, {"ok": True}
     if event != "workflow_job":
@@ -51,14 +55,14 @@ def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -
     return 202, {"ignored": "only queued and completed jobs change sessions"}
 
 
-def github_app(settings: LauncherSettings):
+def github_app(settings: LauncherSettings) -> GitHubApp | None:
     """The configured GitHub App, or ``None`` (then sessions are made without runners)."""
     from session_naming.github import configured_app
 
     return configured_app(settings.github, clients.client("secretsmanager", settings.region))
 
 
-def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict]:
+def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
     job, ledger, slots = str(delivery.workflow_job.id), ledger_of(settings), slots_of(settings)
     try:
         existing = ledger.claim("github", job, now)
@@ -123,7 +127,7 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
     return 201, answer
 
 
-def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict]:
+def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
     """The job is over: its sessions go, and so does the session whose runner ran it.
 
     A JIT runner takes any queued job with matching labels, not only the one
@@ -144,16 +148,18 @@ def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: da
     return 200, release(settings, delivery, sessions)
 
 
-def release(settings: LauncherSettings, delivery: WorkflowJobDelivery, sessions: dict) -> dict:
+def release(
+    settings: LauncherSettings, delivery: WorkflowJobDelivery, sessions: dict[SessionName, dict[str, str]]
+) -> dict[str, Any]:
     """Release sessions and delete their runner registrations (gone already is done); a busy runner's session stays."""
     app = github_app(settings)
-    runners: dict = {}  # session -> (registration path, runner) when the tag names this session's own runner
+    runners: dict[SessionName, tuple[str, str]] = {}  # session -> (its registration's path, installation token)
     busy: list[str] = []
     if app is not None and delivery.installation is not None and delivery.repository is not None:
-        runners, busy = _runners_of(app, delivery, sessions)
+        runners, busy = _runners_of(app, delivery.installation.id, delivery, sessions)
     answer = release_job(clients.client, settings, [n for n in sessions if str(n) not in busy], slots_of(settings))
     for name, (path, token) in runners.items():
-        if str(name) in answer["released"]:
+        if app is not None and str(name) in answer["released"]:
             try:
                 app.delete_runner(token, path)
             except GitHubError as error:  # left offline; the collector removes it once the session has expired
@@ -161,17 +167,25 @@ def release(settings: LauncherSettings, delivery: WorkflowJobDelivery, sessions:
     return {**answer, "busy": busy} if busy else answer
 
 
-def _runners_of(app, delivery: WorkflowJobDelivery, sessions: dict) -> tuple[dict, list[str]]:
+def _runners_of(
+    app: GitHubApp, installation: int, delivery: WorkflowJobDelivery, sessions: dict[SessionName, dict[str, str]]
+) -> tuple[dict[SessionName, tuple[str, str]], list[str]]:
     """Each session's own registration (by its tag, checked against the runner's name), and the busy ones."""
     from session_naming.github import parse_registration_path, runner_name
 
-    token = app.installation_token(delivery.installation.id)
+    token = app.installation_token(installation)
     owner, repo = (part.lower() for part in owner_and_repo(delivery))
-    runners, busy = {}, []
+    runners: dict[SessionName, tuple[str, str]] = {}
+    busy: list[str] = []
     for name, tags in sessions.items():
         path = tags.get(GITHUB_RUNNER_TAG)
         where = parse_registration_path(path)
-        if where is None or where[1].lower() != owner or (where[2] is not None and where[2].lower() != repo):
+        if (
+            path is None
+            or where is None
+            or where[1].lower() != owner
+            or (where[2] is not None and where[2].lower() != repo)
+        ):
             continue  # not a registration of this job's repository or organisation: never ours to delete
         try:
             runner = app.get_runner(token, path)

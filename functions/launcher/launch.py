@@ -10,10 +10,11 @@ the collector runs, and the layer's one rule for what a session keeps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from errors import DomainError, LaunchFailed, SessionKept, SessionNotFound
 from session_naming import SESSION_TAG, SessionName, session_tags, tag_specifications
@@ -22,6 +23,7 @@ from session_naming.resources import (
     ORDER,
     PARAMETERS,
     SECURITY_GROUPS,
+    Clients,
     Found,
     InUse,
     error_code,
@@ -29,6 +31,17 @@ from session_naming.resources import (
 )
 from session_naming.settings import LauncherSettings
 from slots import Slots
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import (
+        CreateSecurityGroupRequestTypeDef,
+        FilterTypeDef,
+        IpPermissionTypeDef,
+        IpRangeTypeDef,
+        Ipv6RangeTypeDef,
+        LaunchTemplateInstanceNetworkInterfaceSpecificationTypeDef,
+    )
 
 SSH = 22
 PRIVATE_KEY = "private-key"
@@ -44,7 +57,7 @@ class Extras:
 
 
 def create_session(
-    clients,
+    clients: Clients,
     settings: LauncherSettings,
     base: str,
     lifetime: timedelta,
@@ -56,7 +69,7 @@ def create_session(
     instance: bool = False,
     extras: Extras = Extras(),
     name: SessionName | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Make a session's resources, or none of them.
 
     The live-session slot is taken beside the key pair and the group rather
@@ -69,6 +82,10 @@ def create_session(
     name = name or SessionName.make(base, lifetime, now)
     made: list[Found] = []
     tags = dict(extras.tags)
+    # An instance is asked for only with a template: payloads refuses one without, and GitHub
+    # jobs ask for one only when the stack has a template.
+    template_id = settings.launch_template_id if instance else None
+    assert not instance or template_id is not None
 
     def secure(suffix: str, value: str, description: str, **tier) -> str:
         parameter = f"/{name}/{suffix}"
@@ -83,25 +100,28 @@ def create_session(
         made.append(Found(PARAMETERS.name, name, parameter))
         return parameter
 
-    def key_pair() -> dict:
+    def key_pair() -> dict[str, Any]:
         spec = tag_specifications(name, ["key-pair"], tags)
         if public_key:
             answer = ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(), TagSpecifications=spec)
             made.append(Found(KEY_PAIRS.name, name, name))
             return {"name": name, "id": answer["KeyPairId"], "parameter": None}
-        answer = ec2.create_key_pair(KeyName=name, KeyType="ed25519", TagSpecifications=spec)
+        created = ec2.create_key_pair(KeyName=name, KeyType="ed25519", TagSpecifications=spec)
         made.append(Found(KEY_PAIRS.name, name, name))
-        parameter = secure(PRIVATE_KEY, answer.pop("KeyMaterial"), "private key of an ec2-sessions key pair")
-        return {"name": name, "id": answer["KeyPairId"], "parameter": parameter}
+        ident, material = created["KeyPairId"], created["KeyMaterial"]
+        del created  # the private key is held no longer than it takes to store it
+        parameter = secure(PRIVATE_KEY, material, "private key of an ec2-sessions key pair")
+        return {"name": name, "id": ident, "parameter": parameter}
 
-    def security_group() -> dict:
-        vpc = {"VpcId": settings.vpc_id} if settings.vpc_id else {}
-        group = ec2.create_security_group(
-            GroupName=name,
-            Description="ec2-sessions session",
-            TagSpecifications=tag_specifications(name, ["security-group"], tags),
-            **vpc,
-        )["GroupId"]
+    def security_group() -> dict[str, str]:
+        request: CreateSecurityGroupRequestTypeDef = {
+            "GroupName": name,
+            "Description": "ec2-sessions session",
+            "TagSpecifications": tag_specifications(name, ["security-group"], tags),
+        }
+        if settings.vpc_id:
+            request["VpcId"] = settings.vpc_id
+        group = ec2.create_security_group(**request)["GroupId"]
         made.append(Found(SECURITY_GROUPS.name, name, group))
         if ingress_cidrs:
             ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[ssh_from(ingress_cidrs)])
@@ -119,14 +139,14 @@ def create_session(
                 slot = pool.submit(slots.take, name, settings.max_live_sessions, now)
             key_future, group_future = pool.submit(key_pair), pool.submit(security_group)
             secrets_future = pool.submit(secrets)
-            template = pool.submit(template_interfaces, ec2, settings.launch_template_id) if instance else None
+            template = pool.submit(template_interfaces, ec2, template_id) if template_id is not None else None
         for future in (key_future, group_future, secrets_future, slot):
             if future is not None:
                 future.result()  # TooManySessions from the slot: roll back below, start no instance
         key, group = key_future.result(), group_future.result()
         instances = []
-        if instance and template is not None:
-            instances = [run_instance(ec2, settings, name, group["id"], tags, extras.user_data, template.result())]
+        if template is not None and template_id is not None:  # both or neither: an instance was asked for
+            instances = [run_instance(ec2, template_id, name, group["id"], tags, extras.user_data, template.result())]
             made.append(Found("instance", name, instances[0]["id"]))
     except Exception as error:
         left = rollback(clients, settings.region, made)
@@ -145,13 +165,15 @@ def create_session(
     }
 
 
-def ssh_from(cidrs) -> dict:
-    v4 = [{"CidrIp": c, "Description": "ec2-sessions"} for c in cidrs if ":" not in c]
-    v6 = [{"CidrIpv6": c, "Description": "ec2-sessions"} for c in cidrs if ":" in c]
+def ssh_from(cidrs: Sequence[str]) -> IpPermissionTypeDef:
+    v4: list[IpRangeTypeDef] = [{"CidrIp": c, "Description": "ec2-sessions"} for c in cidrs if ":" not in c]
+    v6: list[Ipv6RangeTypeDef] = [{"CidrIpv6": c, "Description": "ec2-sessions"} for c in cidrs if ":" in c]
     return {"IpProtocol": "tcp", "FromPort": SSH, "ToPort": SSH, "IpRanges": v4, "Ipv6Ranges": v6}
 
 
-def template_interfaces(ec2, template_id: str) -> list[dict]:
+def template_interfaces(
+    ec2: EC2Client, template_id: str
+) -> list[LaunchTemplateInstanceNetworkInterfaceSpecificationTypeDef]:
     """The network interfaces the launch template's default version defines (often none).
 
     A template that defines interfaces refuses a top-level ``SecurityGroupIds``
@@ -162,10 +184,18 @@ def template_interfaces(ec2, template_id: str) -> list[dict]:
     return data.get("NetworkInterfaces", [])
 
 
-def run_instance(ec2, settings, name, group_id, tags, user_data, interfaces) -> dict:
+def run_instance(
+    ec2: EC2Client,
+    template_id: str,
+    name: SessionName,
+    group_id: str,
+    tags: Mapping[str, str],
+    user_data: str | None,
+    interfaces: list[LaunchTemplateInstanceNetworkInterfaceSpecificationTypeDef],
+) -> dict[str, Any]:
     spec = tag_specifications(name, ["instance", "volume", "network-interface"], tags)
-    spec[0]["Tags"].append({"Key": "Name", "Value": name})
-    placement: dict = {"SecurityGroupIds": [group_id]}
+    spec[0] = {"ResourceType": "instance", "Tags": [*spec[0].get("Tags", ()), {"Key": "Name", "Value": name}]}
+    placement: dict[str, Any] = {"SecurityGroupIds": [group_id]}
     if interfaces:
         placement = {
             "NetworkInterfaces": [
@@ -173,9 +203,9 @@ def run_instance(ec2, settings, name, group_id, tags, user_data, interfaces) -> 
                 for i in interfaces
             ]
         }
-    more = {"UserData": user_data} if user_data else {}  # botocore base64-encodes it
+    more: dict[str, Any] = {"UserData": user_data} if user_data else {}  # botocore base64-encodes it
     answer = ec2.run_instances(
-        LaunchTemplate={"LaunchTemplateId": settings.launch_template_id},
+        LaunchTemplate={"LaunchTemplateId": template_id},
         MinCount=1,
         MaxCount=1,
         KeyName=name,
@@ -187,17 +217,17 @@ def run_instance(ec2, settings, name, group_id, tags, user_data, interfaces) -> 
     return {"id": answer["InstanceId"], "state": answer["State"]["Name"], "private_ip": answer.get("PrivateIpAddress")}
 
 
-def _interface_override(interface: Mapping) -> dict:
+def _interface_override(interface: Mapping[str, Any]) -> dict[str, Any]:
     """A launch template's interface as RunInstances takes it (the fields both APIs share)."""
     keep = ("DeviceIndex", "SubnetId", "AssociatePublicIpAddress", "DeleteOnTermination", "Description")
     return {key: interface[key] for key in keep if key in interface}
 
 
-def delete_found(clients, region: str, found: list[Found]) -> dict:
+def delete_found(clients: Clients, region: str, found: list[Found]) -> dict[str, Any]:
     """Delete ``found`` in the collector's order with its deletion units; report by kind."""
-    report: dict = {"deleted": {}, "left_to_collector": [], "failed": []}
+    report: dict[str, Any] = {"deleted": {}, "left_to_collector": [], "failed": []}
     for kind in ORDER:
-        client = clients(kind.service, region)
+        client = kind.client(clients, region)
         for item in (f for f in found if f.kind == kind.name):
             try:
                 kind.delete_quietly(client, item)
@@ -210,13 +240,15 @@ def delete_found(clients, region: str, found: list[Found]) -> dict:
     return report
 
 
-def rollback(clients, region: str, made: list[Found]) -> list[str]:
+def rollback(clients: Clients, region: str, made: list[Found]) -> list[str]:
     """Delete what a failed create made; answer what is left for the collector."""
     report = delete_found(clients, region, made)
     return [item["id"] for item in report["left_to_collector"] + report["failed"]]
 
 
-def release_session(clients, settings: LauncherSettings, name: SessionName, slots: Slots | None = None) -> dict:
+def release_session(
+    clients: Clients, settings: LauncherSettings, name: SessionName, slots: Slots | None = None
+) -> dict[str, Any]:
     """Delete the session now; ``SessionKept`` (nothing deleted) if any resource carries the keep tag."""
     deletable, kept = session_resources(clients, settings.region, name, settings.session_bases)
     if any(k["reason"] == "keep-tag" for k in kept):
@@ -232,14 +264,16 @@ def release_session(clients, settings: LauncherSettings, name: SessionName, slot
     return {"session": name, **report}
 
 
-def sessions_tagged(clients, settings: LauncherSettings, key: str, value: str) -> dict[SessionName, dict[str, str]]:
+def sessions_tagged(
+    clients: Clients, settings: LauncherSettings, key: str, value: str
+) -> dict[SessionName, dict[str, str]]:
     """The owned sessions whose key pair or group carries ``key=value``, with those resources' tags.
 
     Every create makes the key pair and the group at once, so one of them is
     there for any session a crash left half-made.
     """
-    ec2 = clients("ec2", settings.region)
-    wanted = [{"Name": f"tag:{key}", "Values": [value]}]
+    ec2: EC2Client = clients("ec2", settings.region)
+    wanted: list[FilterTypeDef] = [{"Name": f"tag:{key}", "Values": [value]}]
     tagged = [k.get("Tags") for k in ec2.describe_key_pairs(Filters=wanted)["KeyPairs"]]
     for page in ec2.get_paginator("describe_security_groups").paginate(Filters=wanted):
         tagged += [g.get("Tags") for g in page["SecurityGroups"]]
@@ -252,9 +286,12 @@ def sessions_tagged(clients, settings: LauncherSettings, key: str, value: str) -
     return dict(sorted(found.items()))
 
 
-def release_job(clients, settings: LauncherSettings, sessions, slots: Slots) -> dict:
+def release_job(
+    clients: Clients, settings: LauncherSettings, sessions: Iterable[SessionName], slots: Slots
+) -> dict[str, list[str]]:
     """Release a CI job's sessions; a kept one stays, and says so."""
-    released, kept = [], []
+    released: list[str] = []
+    kept: list[str] = []
     for name in sessions:
         try:
             release_session(clients, settings, name, slots)

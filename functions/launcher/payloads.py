@@ -29,7 +29,7 @@ MIN_RSA_BITS = 2048
 # Narrower prefixes than these reach a large part of the internet: 0.0.0.0/1 + 128.0.0.0/1 is the world.
 MIN_PREFIX = {4: 8, 6: 32}
 # IPv6 ranges that carry IPv4 addresses: any prefix inside them can stand for IPv4's whole space.
-IPV4_IN_IPV6 = (ipaddress.ip_network("::ffff:0:0/96"), ipaddress.ip_network("::/96"))
+IPV4_IN_IPV6 = (ipaddress.IPv6Network("::ffff:0:0/96"), ipaddress.IPv6Network("::/96"))
 ID = Annotated[int, Field(gt=0, le=2**63 - 1)]
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}", re.ASCII)
 
@@ -178,7 +178,7 @@ def check_ingress(cidrs: list[str]) -> None:
                 f"ingress_cidrs: IPv{network.version} prefixes shorter than /{MIN_PREFIX[network.version]} "
                 "open SSH to too much of the internet (ALLOW_WORLD_INGRESS=false)"
             )
-        if network.version == 6 and any(network.subnet_of(mapped) for mapped in IPV4_IN_IPV6):
+        if isinstance(network, ipaddress.IPv6Network) and any(network.subnet_of(mapped) for mapped in IPV4_IN_IPV6):
             raise BadRequest(
                 "ingress_cidrs: IPv4-mapped and IPv4-compatible IPv6 ranges are refused (ALLOW_WORLD_INGRESS=false)"
             )

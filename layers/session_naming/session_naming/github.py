@@ -28,13 +28,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict, Unpack, overload
 from urllib.parse import quote
 
 import urllib3
 
 from session_naming.name import SessionName, format_expires
 from session_naming.settings import GitHubSettings
+
+if TYPE_CHECKING:  # development dependencies, or imported only when a JWT is signed
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 API_VERSION = "2022-11-28"
 MEDIA_TYPE = "application/vnd.github+json"
@@ -82,7 +86,7 @@ class GitHubError(Exception):
         super().__init__(f"GitHub {operation} failed: HTTP {status} ({code})")
         self.status, self.code, self.operation = status, code, operation
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[GitHubError], tuple[object, ...]]:
         return type(self), (self.status, self.code, self.operation)
 
 
@@ -94,7 +98,7 @@ class RateLimited(GitHubError):
         self.wait = wait
         self.args = (f"GitHub {operation} is rate limited: it asks for a {wait:.0f} s wait, more than the budget",)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[GitHubError], tuple[object, ...]]:
         return type(self), (self.status, self.wait, self.operation)
 
 
@@ -127,6 +131,17 @@ class Runner:
     status: str  # "online" or "offline"
     busy: bool
     path: str
+
+
+class AppOptions(TypedDict, total=False):
+    """``GitHubApp``'s keyword options, as ``load_app`` and ``app_from_secret`` pass them on."""
+
+    http: urllib3.PoolManager | None
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    max_wait: float
+    retries: int
+    write_interval: float
 
 
 @dataclass(frozen=True)
@@ -208,7 +223,7 @@ def sessions_of_runner_name(text: object, bases: Iterable[str]) -> list[SessionN
     return sessions
 
 
-def load_app(secret_json: str, api_url: str, **options) -> GitHubApp:
+def load_app(secret_json: str, api_url: str, **options: Unpack[AppOptions]) -> GitHubApp:
     """The App from its Secrets Manager secret, JSON ``{"app_id": "<id>", "private_key": "<PEM>"}``.
 
     Every problem is named at once; no message repeats the secret. A PEM
@@ -222,22 +237,28 @@ def load_app(secret_json: str, api_url: str, **options) -> GitHubApp:
     if not isinstance(data, dict):
         raise AppSecretError('GitHub App secret must be JSON: {"app_id": "<id>", "private_key": "<PEM>"}')
     problems = []
-    app_id = data.get("app_id")
-    if isinstance(app_id, int) and not isinstance(app_id, bool) and app_id > 0:
-        app_id = str(app_id)
-    if not (isinstance(app_id, str) and app_id.isascii() and app_id.isdigit() and len(app_id) <= 20):
+    given_id = data.get("app_id")
+    if isinstance(given_id, int) and not isinstance(given_id, bool) and given_id > 0:
+        given_id = str(given_id)
+    app_id: str | None = None
+    if isinstance(given_id, str) and given_id.isascii() and given_id.isdigit() and len(given_id) <= 20:
+        app_id = given_id
+    else:
         problems.append('"app_id" must be the App\'s numeric id (a string or a number)')
-    key = data.get("private_key")
-    if isinstance(key, str) and "\\n" in key and "\n" not in key.strip():
-        key = key.replace("\\n", "\n")
-    if not (isinstance(key, str) and "-----BEGIN" in key and "PRIVATE KEY-----" in key and "-----END" in key):
+    given_key = data.get("private_key")
+    if isinstance(given_key, str) and "\\n" in given_key and "\n" not in given_key.strip():
+        given_key = given_key.replace("\\n", "\n")
+    key: str | None = None
+    if isinstance(given_key, str) and all(mark in given_key for mark in ("-----BEGIN", "PRIVATE KEY-----", "-----END")):
+        key = given_key
+    else:
         problems.append('"private_key" must be the App\'s private key in PEM, as GitHub gives it for download')
-    if problems:
+    if app_id is None or key is None:  # exactly when there are problems
         raise AppSecretError("GitHub App secret: " + "; ".join(problems))
     return GitHubApp(api_url, app_id, key, **options)
 
 
-def app_from_secret(secret_json: str, api_url: str, **options) -> GitHubApp | None:
+def app_from_secret(secret_json: str, api_url: str, **options: Unpack[AppOptions]) -> GitHubApp | None:
     """``load_app``, or ``None`` while the secret is the stack's placeholder (an empty ``app_id``): no App yet."""
     try:
         data = json.loads(secret_json)
@@ -248,7 +269,9 @@ def app_from_secret(secret_json: str, api_url: str, **options) -> GitHubApp | No
     return load_app(secret_json, api_url, **options)
 
 
-def configured_app(settings: GitHubSettings, secretsmanager: Any, max_age: int = 300) -> GitHubApp | None:
+def configured_app(
+    settings: GitHubSettings, secretsmanager: SecretsManagerClient, max_age: int = 300
+) -> GitHubApp | None:
     """The stack's GitHub App, or ``None`` when none is configured; what both functions call.
 
     The secret is read through Powertools Parameters (cached ``max_age``
@@ -299,7 +322,7 @@ class GitHubApp:
         self.api_url = api_url.rstrip("/")
         self.app_id = str(app_id)
         self._pem = private_key_pem
-        self._key = None
+        self._key: RSAPrivateKey | None = None
         self._http = http
         self._clock, self._sleep = clock, sleep
         self.max_wait, self.retries, self.write_interval = max_wait, retries, write_interval
@@ -311,12 +334,12 @@ class GitHubApp:
     def __repr__(self) -> str:
         return f"GitHubApp(api_url={self.api_url!r}, app_id={self.app_id!r})"
 
-    def __getstate__(self):
+    def __getstate__(self) -> NoReturn:
         raise TypeError("a GitHubApp holds secrets and is not pickled")
 
     # -- credentials ---------------------------------------------------------
 
-    def _signing_key(self):
+    def _signing_key(self) -> RSAPrivateKey:
         if self._key is None:
             from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
             from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -406,13 +429,16 @@ class GitHubApp:
         answer = self._call("POST", f"{root}/actions/runners/generate-jitconfig", token, operation, body, (201,))
         data = answer.data if isinstance(answer.data, dict) else {}
         runner, config = data.get("runner"), data.get("encoded_jit_config")
+        if not isinstance(runner, dict):
+            runner = {}
         try:
-            ident = _positive(runner.get("id") if isinstance(runner, dict) else None, "runner id")
+            ident: int | None = _positive(runner.get("id"), "runner id")
         except ValueError:
             ident = None
-        if ident is None or not isinstance(config, str) or not config or not isinstance(runner.get("name"), str):
+        registered = runner.get("name")
+        if ident is None or not isinstance(config, str) or not config or not isinstance(registered, str):
             raise GitHubError(answer.status, "bad_response", operation)
-        return Registration(ident, runner["name"], f"{root}/actions/runners/{ident}", config)
+        return Registration(ident, registered, f"{root}/actions/runners/{ident}", config)
 
     def get_runner(self, token: str, path: str) -> Runner | None:
         """The registration at ``path``, or ``None`` when GitHub no longer has it."""
@@ -465,13 +491,39 @@ class GitHubApp:
 
     # -- HTTP ----------------------------------------------------------------
 
+    @overload
     def _call(
         self,
         method: str,
         path: str,
         credential: str,
         operation: str,
-        body: dict | None = None,
+        body: dict[str, Any] | None = None,
+        expect: tuple[int, ...] = (200,),
+        *,
+        missing_ok: Literal[False] = False,
+        paced: bool = True,
+    ) -> _Answer: ...
+    @overload
+    def _call(
+        self,
+        method: str,
+        path: str,
+        credential: str,
+        operation: str,
+        body: dict[str, Any] | None = None,
+        expect: tuple[int, ...] = (200,),
+        *,
+        missing_ok: bool,
+        paced: bool = True,
+    ) -> _Answer | None: ...
+    def _call(
+        self,
+        method: str,
+        path: str,
+        credential: str,
+        operation: str,
+        body: dict[str, Any] | None = None,
         expect: tuple[int, ...] = (200,),
         *,
         missing_ok: bool = False,
@@ -535,7 +587,7 @@ class GitHubApp:
         self._sleep(delay)
         return delay
 
-    def _rate_limit_wait(self, status: int, headers, data: bytes) -> float | None:
+    def _rate_limit_wait(self, status: int, headers: Mapping[str, str], data: bytes) -> float | None:
         """Seconds GitHub asks for, when this answer is a rate limit; ``None`` otherwise."""
         if status not in (403, 429):
             return None
@@ -551,7 +603,7 @@ class GitHubApp:
             return RETRY_AFTER_DEFAULT
         return None
 
-    def _note_limits(self, credential: str, headers) -> None:
+    def _note_limits(self, credential: str, headers: Mapping[str, str]) -> None:
         """An answer that spent the credential's last request blocks it until the reset."""
         reset = headers.get("x-ratelimit-reset", "")
         if headers.get("x-ratelimit-remaining") == "0" and reset.strip().isdigit():

@@ -21,11 +21,35 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, overload
 
 from botocore.exceptions import ClientError
 
 from session_naming.name import SessionName
 from session_naming.tags import SESSION_TAG, keeps, tags_of
+
+if TYPE_CHECKING:  # the stubs are a development dependency; the layer never imports them
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
+    from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
+    from mypy_boto3_ssm import SSMClient
+
+
+class Clients(Protocol):
+    """``clients(service, region)``: the shared client of a service in a region.
+
+    ``session_naming.clients.client`` is one; tests pass moto-backed factories.
+    """
+
+    @overload
+    def __call__(self, service: Literal["ec2"], region: str, /) -> EC2Client: ...
+    @overload
+    def __call__(self, service: Literal["ssm"], region: str, /) -> SSMClient: ...
+    @overload
+    def __call__(
+        self, service: Literal["resourcegroupstaggingapi"], region: str, /
+    ) -> ResourceGroupsTaggingAPIClient: ...
+
 
 PRIVATE_KEY_SUFFIX = "/private-key"
 RUNNER_CONFIG_SUFFIX = "/runner-jitconfig"
@@ -35,7 +59,7 @@ PARAMETER_SUFFIXES = (PRIVATE_KEY_SUFFIX, RUNNER_CONFIG_SUFFIX)
 FILTER_BATCH = 200
 # The Resource Groups Tagging API answers at most 100 resources a page.
 TAGGING_PAGE = 100
-TAGGING = "resourcegroupstaggingapi"
+TAGGING: Final = "resourcegroupstaggingapi"
 NO_TAGS: Mapping[str, str] = MappingProxyType({})
 READ_PREFIXES = ("Describe", "Get", "List")
 
@@ -60,11 +84,11 @@ class Found:
         return SessionName.parse(self.name)
 
 
-def _tag_filters(tags: Mapping[str, str]) -> list[dict]:
+def _tag_filters(tags: Mapping[str, str]) -> list[FilterTypeDef]:
     return [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
 
 
-def _session_tag_filter(patterns: Iterable[str]) -> dict:
+def _session_tag_filter(patterns: Iterable[str]) -> FilterTypeDef:
     """EC2 tag filters take ``*`` wildcards: ``<base>/*`` lists a base, an exact name one session."""
     return {"Name": f"tag:{SESSION_TAG}", "Values": list(patterns)}
 
@@ -74,8 +98,10 @@ def _error_code(error: ClientError) -> str:
 
 
 @dataclass(frozen=True)
-class Kind:
+class Kind[C]:
     """One kind of session resource. ``patterns`` are names, or ``<base>/*`` prefixes.
+
+    ``C`` is the type of its service's client (``EC2Client``, ``SSMClient``).
 
     ``permissions`` are the IAM actions the unit calls (listing and
     deleting); ``scope`` says how the template must scope its deletes: by
@@ -90,21 +116,25 @@ class Kind:
     in_use_codes: frozenset[str] = frozenset({"DependencyViolation"})
     batch: int = 1  # resources one delete call can take
 
-    def pages(self, client, patterns: Iterable[str]) -> Iterator[list[Found]]:
+    def client(self, clients: Clients, region: str) -> C:
+        """Its service's client in ``region``: ``clients(self.service, region)``."""
         raise NotImplementedError
 
-    def listing(self, clients, region: str, patterns: Iterable[str]) -> list[Found]:
+    def pages(self, client: C, patterns: list[str]) -> Iterator[list[Found]]:
+        raise NotImplementedError
+
+    def listing(self, clients: Clients, region: str, patterns: Iterable[str]) -> list[Found]:
         """Every match, to the listing's end: judging a session needs all of its resources."""
-        return [found for page in self.pages(clients(self.service, region), list(patterns)) for found in page]
+        return [found for page in self.pages(self.client(clients, region), list(patterns)) for found in page]
 
-    def delete(self, client, found: Found) -> None:
+    def delete(self, client: C, found: Found) -> None:
         raise NotImplementedError
 
-    def delete_batch(self, client, founds: list[Found]) -> set[str]:
+    def delete_batch(self, client: C, founds: list[Found]) -> set[str]:
         """Delete up to ``batch`` resources in one call; answer the identifiers it deleted."""
         raise NotImplementedError
 
-    def delete_quietly(self, client, found: Found) -> None:
+    def delete_quietly(self, client: C, found: Found) -> None:
         """Delete; "already gone" is done, "still used" is ``InUse``, anything else raises.
 
         A resource its listing showed in use (an associated address) is ``InUse``
@@ -128,16 +158,28 @@ class Kind:
         return frozenset(a for a in self.permissions if not a.split(":", 1)[1].startswith(READ_PREFIXES))
 
 
-def _by_tag(kind: str, ident: str, resource: Mapping, **more) -> Found:
+def _by_tag(
+    kind: str, ident: str, resource: Mapping[str, Any], *, in_use: bool = False, uses: tuple[str, ...] = ()
+) -> Found:
     tags = tags_of(resource)
-    return Found(kind, tags.get(SESSION_TAG, ""), ident, tags, **more)
+    return Found(kind, tags.get(SESSION_TAG, ""), ident, tags, in_use=in_use, uses=uses)
 
 
-class _Instances(Kind):
+class _Ec2Kind(Kind["EC2Client"]):
+    def client(self, clients: Clients, region: str) -> EC2Client:
+        return clients("ec2", region)
+
+
+class _SsmKind(Kind["SSMClient"]):
+    def client(self, clients: Clients, region: str) -> SSMClient:
+        return clients("ssm", region)
+
+
+class _Instances(_Ec2Kind):
     LIVE_STATES = ("pending", "running", "stopping", "stopped")
 
-    def pages(self, client, patterns):
-        filters = [
+    def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
+        filters: list[FilterTypeDef] = [
             {"Name": "tag:Name", "Values": list(patterns)},
             {"Name": "instance-state-name", "Values": list(self.LIVE_STATES)},
         ]
@@ -148,12 +190,12 @@ class _Instances(Kind):
                 for instance in reservation["Instances"]
             ]
 
-    def delete(self, client, found):
+    def delete(self, client: EC2Client, found: Found) -> None:
         client.terminate_instances(InstanceIds=[found.ident])
 
 
-class _Parameters(Kind):
-    def pages(self, client, patterns):
+class _Parameters(_SsmKind):
+    def pages(self, client: SSMClient, patterns: list[str]) -> Iterator[list[Found]]:
         prefixes = [f"/{p[:-1]}" for p in patterns if p.endswith("/*")]
         exact = [f"/{p}{suffix}" for p in patterns if not p.endswith("/*") for suffix in PARAMETER_SUFFIXES]
         for option, values in (("BeginsWith", prefixes), ("Equals", exact)):
@@ -166,7 +208,7 @@ class _Parameters(Kind):
             for page in pages:
                 yield [Found(self.name, self.session_of(p["Name"]), p["Name"]) for p in page["Parameters"]]
 
-    def listing(self, clients, region, patterns):
+    def listing(self, clients: Clients, region: str, patterns: Iterable[str]) -> list[Found]:
         """The parameters with their tags: SSM's listing shows none, so ask the tagging API.
 
         One ``GetResources`` page answers a hundred parameters' tags, where
@@ -188,15 +230,17 @@ class _Parameters(Kind):
                 return parameter[1 : -len(suffix)]
         return parameter
 
-    def delete(self, client, found):
+    def delete(self, client: SSMClient, found: Found) -> None:
         client.delete_parameter(Name=found.ident)
 
-    def delete_batch(self, client, founds):
+    def delete_batch(self, client: SSMClient, founds: list[Found]) -> set[str]:
         answer = client.delete_parameters(Names=[found.ident for found in founds])
         return set(answer.get("DeletedParameters", ()))
 
 
-def parameter_tags(tagging, wanted: set[str] | None = None) -> dict[str, dict[str, str]]:
+def parameter_tags(
+    tagging: ResourceGroupsTaggingAPIClient, wanted: set[str] | None = None
+) -> dict[str, dict[str, str]]:
     """The tags of every tagged SSM parameter of the region (or of those ``wanted``), by name: pages of 100.
 
     The API answers by resource type, not by path, so it pages through the
@@ -216,28 +260,28 @@ def parameter_tags(tagging, wanted: set[str] | None = None) -> dict[str, dict[st
     return tags
 
 
-class _KeyPairs(Kind):
-    def pages(self, client, patterns):
+class _KeyPairs(_Ec2Kind):
+    def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
         # DescribeKeyPairs does not page: one answer holds every match.
         answer = client.describe_key_pairs(Filters=[{"Name": "key-name", "Values": list(patterns)}])
         yield [Found(self.name, k["KeyName"], k["KeyName"], tags_of(k)) for k in answer["KeyPairs"]]
 
-    def delete(self, client, found):
+    def delete(self, client: EC2Client, found: Found) -> None:
         # By name: moto ignores KeyPairId on delete, and IAM can scope key-pair/<base>/*.
         client.delete_key_pair(KeyName=found.ident)
 
 
-class _SecurityGroups(Kind):
-    def pages(self, client, patterns):
-        filters = [{"Name": "group-name", "Values": list(patterns)}]
+class _SecurityGroups(_Ec2Kind):
+    def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
+        filters: list[FilterTypeDef] = [{"Name": "group-name", "Values": list(patterns)}]
         for page in client.get_paginator("describe_security_groups").paginate(Filters=filters):
             yield [Found(self.name, g["GroupName"], g["GroupId"], tags_of(g)) for g in page["SecurityGroups"]]
 
-    def delete(self, client, found):
+    def delete(self, client: EC2Client, found: Found) -> None:
         client.delete_security_group(GroupId=found.ident)
 
 
-class _Volumes(Kind):
+class _Volumes(_Ec2Kind):
     """EBS volumes an instance left (``DeleteOnTermination: false``) or a test made.
 
     Only ``available`` ones are listed: an attached volume, a live
@@ -245,20 +289,20 @@ class _Volumes(Kind):
     detached; one attached between listing and delete answers ``VolumeInUse``.
     """
 
-    def pages(self, client, patterns):
-        filters = [_session_tag_filter(patterns), {"Name": "status", "Values": ["available"]}]
+    def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
+        filters: list[FilterTypeDef] = [_session_tag_filter(patterns), {"Name": "status", "Values": ["available"]}]
         for page in client.get_paginator("describe_volumes").paginate(Filters=filters):
             yield [_by_tag(self.name, v["VolumeId"], v) for v in page["Volumes"]]
 
-    def delete(self, client, found):
+    def delete(self, client: EC2Client, found: Found) -> None:
         client.delete_volume(VolumeId=found.ident)
 
 
-class _NetworkInterfaces(Kind):
+class _NetworkInterfaces(_Ec2Kind):
     """Interfaces in status ``available``, as volumes: an attached one is its instance's."""
 
-    def pages(self, client, patterns):
-        filters = [_session_tag_filter(patterns), {"Name": "status", "Values": ["available"]}]
+    def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
+        filters: list[FilterTypeDef] = [_session_tag_filter(patterns), {"Name": "status", "Values": ["available"]}]
         for page in client.get_paginator("describe_network_interfaces").paginate(Filters=filters):
             # An interface's tags are its TagSet.
             yield [
@@ -266,15 +310,15 @@ class _NetworkInterfaces(Kind):
                 for i in page["NetworkInterfaces"]
             ]
 
-    def delete(self, client, found):
+    def delete(self, client: EC2Client, found: Found) -> None:
         client.delete_network_interface(NetworkInterfaceId=found.ident)
 
 
-class _Images(Kind):
+class _Images(_Ec2Kind):
     """AMIs: deregistered. Their snapshots, tagged with the session, are the snapshot unit's,
     which runs after this one; ``uses`` lets the sweep see which snapshots an AMI still holds."""
 
-    def pages(self, client, patterns):
+    def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
         pages = client.get_paginator("describe_images").paginate(
             Owners=["self"], Filters=[_session_tag_filter(patterns)]
         )
@@ -293,12 +337,12 @@ class _Images(Kind):
                 for image in page["Images"]
             ]
 
-    def delete(self, client, found):
+    def delete(self, client: EC2Client, found: Found) -> None:
         client.deregister_image(ImageId=found.ident)
 
 
-class _Snapshots(Kind):
-    def pages(self, client, patterns):
+class _Snapshots(_Ec2Kind):
+    def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
         # OwnerIds=self: a public snapshot of another account may carry any tag. (moto ignores
         # it and answers the public AMIs' snapshots too; the tag filter keeps them out.)
         pages = client.get_paginator("describe_snapshots").paginate(
@@ -307,12 +351,12 @@ class _Snapshots(Kind):
         for page in pages:
             yield [_by_tag(self.name, s["SnapshotId"], s) for s in page["Snapshots"]]
 
-    def delete(self, client, found):
+    def delete(self, client: EC2Client, found: Found) -> None:
         client.delete_snapshot(SnapshotId=found.ident)
 
 
-class _Addresses(Kind):
-    def pages(self, client, patterns):
+class _Addresses(_Ec2Kind):
+    def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
         # DescribeAddresses does not page. EC2-Classic addresses (no AllocationId) are gone from AWS.
         answer = client.describe_addresses(Filters=[_session_tag_filter(patterns)])
         yield [
@@ -321,7 +365,7 @@ class _Addresses(Kind):
             if a.get("AllocationId")
         ]
 
-    def delete(self, client, found):
+    def delete(self, client: EC2Client, found: Found) -> None:
         client.release_address(AllocationId=found.ident)
 
 
@@ -395,7 +439,7 @@ ADDRESSES = _Addresses(
 )
 # Instances first: they hold volumes, interfaces, addresses and groups. AMIs before the
 # snapshots they use. Interfaces before groups, which go last: they wait for everything.
-ORDER: tuple[Kind, ...] = (
+ORDER: tuple[Kind[Any], ...] = (
     INSTANCES,
     PARAMETERS,
     KEY_PAIRS,
@@ -406,10 +450,10 @@ ORDER: tuple[Kind, ...] = (
     ADDRESSES,
     SECURITY_GROUPS,
 )
-KINDS: Mapping[str, Kind] = MappingProxyType({kind.name: kind for kind in ORDER})
+KINDS: Mapping[str, Kind[Any]] = MappingProxyType({kind.name: kind for kind in ORDER})
 
 
-def groups_in_use(ec2, group_ids: list[str]) -> set[str]:
+def groups_in_use(ec2: EC2Client, group_ids: list[str]) -> set[str]:
     """The groups some network interface still uses: one non-mutating call per batch.
 
     Deleting such a group would only spend a mutating call on a
@@ -474,9 +518,10 @@ def judge(listed: Iterable[Found], bases: Iterable[str], sweep_untagged: bool = 
     unreadable: dict[int, str] = {}  # id(found) -> error code
     for found in listed:
         try:
-            if keeps(found.tags):
+            tags = found.tags
+            if tags is not None and keeps(tags):
                 # The session it claims by name, and the one its tag names if another.
-                kept_sessions.update(s for s in (found.name, found.tags.get(SESSION_TAG)) if s)
+                kept_sessions.update(s for s in (found.name, tags.get(SESSION_TAG)) if s)
         except Exception as error:  # cannot prove its session is not kept: keep the session, fail the resource
             unreadable[id(found)] = error_code(error)
             kept_sessions.add(found.name)
@@ -499,7 +544,9 @@ def judge(listed: Iterable[Found], bases: Iterable[str], sweep_untagged: bool = 
     return verdicts
 
 
-def session_resources(clients, region: str, name: SessionName, bases) -> tuple[list[Found], list[dict]]:
+def session_resources(
+    clients: Clients, region: str, name: SessionName, bases: Iterable[str]
+) -> tuple[list[Found], list[dict[str, str]]]:
     """Everything of one session, split into what may be deleted and what is kept (with why).
 
     The launcher's release: every kind is listed for this one session (by

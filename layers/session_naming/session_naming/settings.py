@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
+from typing import overload
 
 from session_naming.name import _BASE
 
@@ -84,6 +85,12 @@ class _Reader:
         self.env = env
         self.problems: list[str] = []
 
+    @overload
+    def raw(self, name: str) -> str | None: ...
+    @overload
+    def raw(self, name: str, default: str) -> str: ...
+    @overload
+    def raw(self, name: str, default: str | None) -> str | None: ...
     def raw(self, name: str, default: str | None = None) -> str | None:
         value = self.env.get(name, "").strip()
         return value or default
@@ -164,7 +171,7 @@ class _Reader:
             repositories=repositories,
         )
 
-    def done(self):
+    def done(self) -> None:
         if self.problems:
             raise ConfigError("configuration error: " + "; ".join(self.problems))
 

@@ -8,9 +8,14 @@ and scope every delete by it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from session_naming.name import SessionName, format_expires
+
+if TYPE_CHECKING:  # the stubs are a development dependency; the layer never imports them
+    from mypy_boto3_ec2.literals import ResourceTypeType
+    from mypy_boto3_ec2.type_defs import TagSpecificationTypeDef
+    from mypy_boto3_ssm.type_defs import TagTypeDef
 
 SESSION_TAG = "ec2-sessions:session"
 EXPIRES_TAG = "ec2-sessions:expires"
@@ -20,17 +25,23 @@ GITHUB_RUNNER_TAG = "ec2-sessions:github-runner"
 GITLAB_JOB_TAG = "ec2-sessions:gitlab-job"
 
 
-def session_tags(name: SessionName, extra: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+def _tags(name: SessionName, extra: Mapping[str, str] | None) -> dict[str, str]:
+    return {SESSION_TAG: str(name), EXPIRES_TAG: format_expires(name.expires), **(extra or {})}
+
+
+def session_tags(name: SessionName, extra: Mapping[str, str] | None = None) -> list[TagTypeDef]:
     """The tags every resource of the session carries, in boto3's shape."""
-    tags = {SESSION_TAG: str(name), EXPIRES_TAG: format_expires(name.expires), **(extra or {})}
-    return [{"Key": key, "Value": value} for key, value in tags.items()]
+    return [{"Key": key, "Value": value} for key, value in _tags(name, extra).items()]
 
 
 def tag_specifications(
-    name: SessionName, resource_types: Iterable[str], extra: Mapping[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """``TagSpecifications`` for an EC2 create call, one entry per resource type."""
-    return [{"ResourceType": kind, "Tags": session_tags(name, extra)} for kind in resource_types]
+    name: SessionName, resource_types: Iterable[ResourceTypeType], extra: Mapping[str, str] | None = None
+) -> list[TagSpecificationTypeDef]:
+    """``TagSpecifications`` for an EC2 create call, one entry per resource type (each with a list of its own)."""
+    return [
+        {"ResourceType": kind, "Tags": [{"Key": key, "Value": value} for key, value in _tags(name, extra).items()]}
+        for kind in resource_types
+    ]
 
 
 def keeps(tags: Mapping[str, str] | None) -> bool:
