@@ -54,6 +54,20 @@ def clients(aws):
     return client_factory(aws_rules=True)
 
 
+@pytest.fixture
+def pacer_waits(monkeypatch) -> list[int]:
+    """The sweep's EC2 pacer, counted: one entry per turn a deletion waited for."""
+    waits: list[int] = []
+
+    class CountingPacer(Pacer):
+        def wait(self):
+            waits.append(1)
+            super().wait()
+
+    monkeypatch.setattr("sweep.Pacer", CountingPacer)
+    return waits
+
+
 def test_collector_deletes_every_kind_of_expired_session_resource(clients):
     expired = name_expiring(BASE, -HOUR, NOW)
     seed(clients, REGION, expired)
@@ -279,16 +293,9 @@ def test_max_deletions_stops_cleanly_and_the_next_run_finishes(clients):
     assert inventory(clients, REGION)["security_group"] == set()
 
 
-def test_a_run_cut_short_waits_for_no_more_ec2_tokens(clients, monkeypatch):
+def test_a_run_cut_short_waits_for_no_more_ec2_tokens(clients, pacer_waits):
     # Paced at EC2's rate, thousands of queued deletions would otherwise wait out their turns unused.
-    waits = []
-
-    class CountingPacer(Pacer):
-        def wait(self):
-            waits.append(1)
-            super().wait()
-
-    monkeypatch.setattr("sweep.Pacer", CountingPacer)
+    waits = pacer_waits
     for _ in range(30):
         seed(clients, REGION, name_expiring(BASE, -HOUR, NOW), kinds=("key_pair",))
 
@@ -654,15 +661,8 @@ def test_an_address_associated_after_the_listing_is_refused_by_aws_and_kept_in_u
     assert inventory(clients, REGION)["address"] == {session}
 
 
-def test_every_kind_is_listed_once_a_region_and_every_ec2_deletion_is_paced(clients, monkeypatch):
-    waits = []
-
-    class CountingPacer(Pacer):
-        def wait(self):
-            waits.append(1)
-            super().wait()
-
-    monkeypatch.setattr("sweep.Pacer", CountingPacer)
+def test_every_kind_is_listed_once_a_region_and_every_ec2_deletion_is_paced(clients, pacer_waits):
+    waits = pacer_waits
     seed(clients, REGION, name_expiring(BASE, -HOUR, NOW))
     seed(clients, REGION, name_expiring(BASE, HOUR, NOW))
     calls = Counter()

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypedDict, Unpack, overload
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict, Unpack
 from urllib.parse import quote
 
 import urllib3
@@ -444,7 +444,7 @@ class GitHubApp:
         """The registration at ``path``, or ``None`` when GitHub no longer has it."""
         _registration(path)
         answer = self._call("GET", path, token, "get-runner", missing_ok=True)
-        if answer is None:
+        if answer.status == 404:
             return None
         runner = _runner(answer.data, path.rsplit("/", 1)[0])
         if runner is None:
@@ -454,7 +454,7 @@ class GitHubApp:
     def delete_runner(self, token: str, path: str) -> bool:
         """Delete a registration; ``False`` when it was already gone (done all the same)."""
         _registration(path)
-        return self._call("DELETE", path, token, "delete-runner", expect=(204,), missing_ok=True) is not None
+        return self._call("DELETE", path, token, "delete-runner", expect=(204,), missing_ok=True).status != 404
 
     def list_runners(self, token: str, scope: str, owner: str, repo: str | None = None) -> list[Runner]:
         """Every registration of a repository or organisation, page by page.
@@ -491,32 +491,6 @@ class GitHubApp:
 
     # -- HTTP ----------------------------------------------------------------
 
-    @overload
-    def _call(
-        self,
-        method: str,
-        path: str,
-        credential: str,
-        operation: str,
-        body: dict[str, Any] | None = None,
-        expect: tuple[int, ...] = (200,),
-        *,
-        missing_ok: Literal[False] = False,
-        paced: bool = True,
-    ) -> _Answer: ...
-    @overload
-    def _call(
-        self,
-        method: str,
-        path: str,
-        credential: str,
-        operation: str,
-        body: dict[str, Any] | None = None,
-        expect: tuple[int, ...] = (200,),
-        *,
-        missing_ok: bool,
-        paced: bool = True,
-    ) -> _Answer | None: ...
     def _call(
         self,
         method: str,
@@ -528,8 +502,11 @@ class GitHubApp:
         *,
         missing_ok: bool = False,
         paced: bool = True,
-    ) -> _Answer | None:
-        """One request, with GitHub's rate-limit rules and a few retries of 5xx and lost connections."""
+    ) -> _Answer:
+        """One request, with GitHub's rate-limit rules and a few retries of 5xx and lost connections.
+
+        ``missing_ok``: a 404 is an answer (status 404, no data), not an error.
+        """
         headers = {
             "Accept": MEDIA_TYPE,
             "X-GitHub-Api-Version": API_VERSION,
@@ -563,7 +540,7 @@ class GitHubApp:
             if status in expect:
                 return _Answer(status, response.headers, _json(response.data, status, operation))
             if status == 404 and missing_ok:
-                return None
+                return _Answer(status, response.headers, None)
             wait = self._rate_limit_wait(status, response.headers, response.data)
             if wait is not None:
                 limited += 1
