@@ -43,6 +43,7 @@ def load_handler(function: str, build_dir: Path | None = None) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"{function}_app", code_paths(function, build_dir)[0] / "app.py")
     assert spec is not None and spec.loader is not None, "app.py is a source file"
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as importlib's recipe does: dataclasses and pickling look a class's module up
     spec.loader.exec_module(module)
     return module
 

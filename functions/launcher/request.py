@@ -10,7 +10,6 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from http_errors import BadRequest, TooLarge
 
@@ -26,22 +25,20 @@ class Request:
     body: bytes
 
 
-def routable(event: object) -> bool:
-    """Can the resolver route ``event`` (a method, a path, headers of strings)? The rest is ``read_request``'s."""
+def read_request(event: object, max_body_bytes: int) -> Request:
+    """The Function URL request in ``event``, or ``BadRequest``/``TooLarge``: nothing in it is trusted yet."""
+    shape = "event must be a Lambda Function URL request: requestContext.http.method, rawPath, headers"
     if not isinstance(event, dict):
-        return False
+        raise BadRequest(shape)
     context = event.get("requestContext")
     http = context.get("http") if isinstance(context, dict) else None
     method = http.get("method") if isinstance(http, dict) else None
     path, headers = event.get("rawPath"), event.get("headers") or {}
-    strings = isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
-    return isinstance(method, str) and isinstance(path, str) and path.startswith("/") and strings
-
-
-def read_request(event: Mapping[str, Any], max_body_bytes: int) -> Request:
-    """The request in a routable ``event``, or ``BadRequest``/``TooLarge``."""
-    headers, body = event.get("headers") or {}, event.get("body") or ""
-    encoded = event.get("isBase64Encoded", False)
+    if not (isinstance(method, str) and isinstance(path, str) and path.startswith("/") and isinstance(headers, dict)):
+        raise BadRequest(shape)
+    if not all(isinstance(value, str) for value in headers.values()):
+        raise BadRequest(shape)
+    body, encoded = event.get("body") or "", event.get("isBase64Encoded", False)
     if not isinstance(body, str) or not isinstance(encoded, bool):
         raise BadRequest("body must be a string and isBase64Encoded true or false")
     if len(body) > max_body_bytes * 4 // 3 + 4:  # cheap bound before decoding
@@ -55,11 +52,10 @@ def read_request(event: Mapping[str, Any], max_body_bytes: int) -> Request:
         raw = body.encode("utf-8", "surrogatepass")
     if len(raw) > max_body_bytes:
         raise TooLarge(f"body is over {max_body_bytes} bytes")
-    method = event["requestContext"]["http"]["method"].upper()
-    return Request(method, event["rawPath"], {k.lower(): v for k, v in headers.items()}, raw)
+    return Request(method.upper(), path, {k.lower(): v for k, v in headers.items()}, raw)
 
 
-def delivery_key(method: str, path: str, headers: Mapping[str, str]) -> str | None:
+def delivery_key(request: Request) -> str | None:
     """The request's de-duplication key, or ``None`` when it carries no delivery id.
 
     ``webhook-id`` (Standard Webhooks) names one message whatever route it is
@@ -67,7 +63,7 @@ def delivery_key(method: str, path: str, headers: Mapping[str, str]) -> str | No
     ids are per route (a CI job may create and release under one job id).
     """
     for name in DELIVERY_HEADERS:
-        value = headers.get(name, "").strip()
+        value = request.headers.get(name, "").strip()[:200]
         if value:
-            return f"{name}:{value[:200]}" if name == "webhook-id" else f"{method} {path} {name}:{value[:200]}"
+            return f"{name}:{value}" if name == "webhook-id" else f"{request.method} {request.path} {name}:{value}"
     return None

@@ -130,6 +130,28 @@ def test_unknown_session_or_route_is_404(launcher, path):
     assert body["error"] == "not_found" and body["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/sessions"),
+        ("PUT", "/sessions"),
+        ("POST", "/sessions/ec2-test-runner/20261124T223400Z/3f9a1c2b7d4e5f60"),
+        ("DELETE", "/sessions/ec2-test-runner/20261124T223400Z/3f9a1c2b7d4e5f60/extra"),
+        ("POST", "/sessions/"),
+        ("POST", "/Sessions"),
+        ("DELETE", "/github"),
+        ("GET", "/gitlab"),
+    ],
+)
+def test_a_route_answers_only_its_own_method_and_exact_path(launcher, look, method, path):
+    scheme = "gitlab" if path == "/gitlab" else "github"  # signed as the path asks: authentication comes first
+
+    status, body = launcher(url_event(method, path, {}, scheme=scheme))
+
+    assert (status, body["error"]) == (404, "not_found")
+    assert inventory(look, REGION) == NOTHING
+
+
 def test_release_refuses_a_session_of_a_base_this_stack_does_not_own(launcher, look):
     _, session = create(launcher)
     launcher.env("SESSION_BASES", "another-base")
