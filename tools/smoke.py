@@ -7,7 +7,7 @@ Run by tools/check_build.py in a fresh virtual environment: argv[1] is the
 import base64
 import hashlib
 import hmac
-import importlib.util
+import importlib
 import json
 import os
 import sys
@@ -29,12 +29,10 @@ def context() -> LambdaContext:
 
 
 def handler(function):
-    folder = build / function
-    sys.path.insert(0, str(folder))
-    spec = importlib.util.spec_from_file_location(f"{function}_app", folder / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
+    """``app.lambda_handler`` imported as Lambda imports it: by module name, the function's folder first on the path."""
+    sys.path.insert(0, str(build / function))
+    sys.modules.pop("app", None)  # both functions' handler modules are ``app``; module names are otherwise distinct
+    return importlib.import_module("app").lambda_handler
 
 
 import boto3  # noqa: E402
