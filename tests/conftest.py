@@ -18,8 +18,8 @@ from tests.support.moto_server import MotoServer  # noqa: E402
 
 @pytest.fixture(scope="session")
 def moto_server():
-    """One moto server over HTTP on a free loopback port, for the whole run."""
-    with MotoServer() as server:
+    """One moto server over HTTP on a free loopback port for the whole run, in a child process (tools/moto_server)."""
+    with MotoServer(child=True) as server:
         yield server
 
 

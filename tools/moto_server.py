@@ -1,10 +1,12 @@
 """The one way to start a moto server: on loopback, a free port, over real HTTP; in this process or in a child.
 
-In this process (the tests, the demo, the build check) it is moto's
-``ThreadedMotoServer`` on a thread. In a child process (``child=True``, the
-benchmark) it is the same server in an interpreter of its own, so the code
-being timed does not share its GIL with the server; the child prints its URL
-and stops when its stdin closes. ``indexed_tags=True`` makes moto look a
+In this process (the demo, the build check) it is moto's
+``ThreadedMotoServer`` on a thread. In a child process (``child=True``: the
+tests, the benchmark) it is the same server in an interpreter of its own, so
+the code under test or being timed does not share its GIL or its heap with
+the server (moto 5.2.5 keeps about 20,000 objects of every reset's EC2
+backends, which a long test run would otherwise carry and garbage-collect
+over and over); the child prints its URL and stops when its stdin closes. ``indexed_tags=True`` makes moto look a
 resource's tags up by its id (see ``index_tag_lookups``). Either way the
 server is reached at ``url`` and emptied with ``reset()``.
 

@@ -1,4 +1,4 @@
-"""The tests' moto server: the project's one (``tools/moto_server.py``), in this process, over real HTTP."""
+"""The tests' moto server: the project's one (``tools/moto_server.py``), in a child process, over real HTTP."""
 
 from __future__ import annotations
 

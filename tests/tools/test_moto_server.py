@@ -1,4 +1,4 @@
-"""The one moto server, both ways it starts: in this process (tests, demo, build check) and as a child (bench)."""
+"""The one moto server, both ways it starts: in this process (demo, build check) and as a child (tests, bench)."""
 
 from __future__ import annotations
 
