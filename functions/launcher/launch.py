@@ -256,8 +256,8 @@ def release_session(
     if not deletable and not kept:
         raise SessionNotFound(f"session {name} has no resources in {settings.region}")
     report = delete_found(clients, settings.region, deletable)
-    if slots is not None:
-        slots.give_back(name)
+    if slots is not None and not any(failure["kind"] == "instance" for failure in report["failed"]):
+        slots.give_back(name)  # an instance that would not terminate still runs: it keeps its slot until expiry
     report["kept"] = kept
     if report["left_to_collector"]:
         report["note"] = "a group still used by a terminating instance is left to the collector's next run"

@@ -201,6 +201,23 @@ def test_a_released_session_frees_its_slot_for_the_next_create(launcher):
     assert create(launcher)[0] == 201
 
 
+def test_a_release_whose_instance_would_not_terminate_keeps_its_slot_until_expiry(launcher, look):
+    from session_naming import clients
+
+    from tests.support.faults import Faults
+    from tests.support.stack import make_launch_template
+
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    launcher.env("MAX_LIVE_SESSIONS", "1")
+    _, made = create(launcher, {"instance": True})
+    Faults().inject(clients.client("ec2", REGION), "TerminateInstances", "UnauthorizedOperation")
+
+    status, body = launcher(release_event(made["session"]))
+
+    assert status == 200 and [f["kind"] for f in body["failed"]] == ["instance"]
+    assert create(launcher)[0] == 429  # the instance still runs, so the session still counts
+
+
 def test_repeated_or_equivalent_cidrs_make_one_rule(launcher, look):
     """EC2 refuses the same permission twice; "2001:0db8::/32" is "2001:db8::/32"."""
     status, made = create(
