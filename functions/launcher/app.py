@@ -3,10 +3,10 @@
 ``answer`` reads the request (raw bytes, bounded in size), checks the
 signature schemes its path accepts before anything is parsed or any AWS
 resource is touched, finds its route, answers a repeated delivery id with
-the first answer, and only then runs the route, which parses its body, calls the
-domain and answers. Domain and HTTP errors map to status codes in
-``refused``; anything else is a 500 whose only detail, an error code, goes
-to the log.
+the first answer, and only then runs the route, which parses its body,
+calls the domain and answers. Domain and HTTP errors map to status codes
+in ``refused``; anything else is a 500 whose only detail, an error code,
+goes to the log.
 
 Four routes are a table here, not Powertools' event handler. Importing that
 package loads every resolver it ships (AppSync's pull in asyncio, its API
