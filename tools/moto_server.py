@@ -6,9 +6,10 @@ tests, the benchmark) it is the same server in an interpreter of its own, so
 the code under test or being timed does not share its GIL or its heap with
 the server (moto 5.2.5 keeps about 20,000 objects of every reset's EC2
 backends, which a long test run would otherwise carry and garbage-collect
-over and over); the child prints its URL and stops when its stdin closes. ``indexed_tags=True`` makes moto look a
-resource's tags up by its id (see ``index_tag_lookups``). Either way the
-server is reached at ``url`` and emptied with ``reset()``.
+over and over); the child prints its URL and stops when its stdin closes.
+``indexed_tags=True`` makes moto look a resource's tags up by its id (see
+``index_tag_lookups``). Either way the server is reached at ``url`` and
+emptied with ``reset()``.
 
 Run as a script, this file is that child.
 """

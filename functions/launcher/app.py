@@ -8,12 +8,9 @@ calls the domain and answers. Domain and HTTP errors map to status codes
 in ``refused``; anything else is a 500 whose only detail, an error code,
 goes to the log.
 
-Four routes are a table here, not Powertools' event handler. Importing that
-package loads every resolver it ships (AppSync's pull in asyncio, its API
-Gateway ones every event data class): about 0.29x a bare ``import boto3``
-on its own, when the launcher's whole cold-start budget is 0.3x
-(``make bench``). Logger, Metrics, Parameters and Idempotency stay
-Powertools'.
+Four routes are a table here, not Powertools' event handler, whose import
+alone would take the launcher's whole cold-start budget (README,
+Performance). Logger, Metrics, Parameters and Idempotency stay Powertools'.
 """
 
 from __future__ import annotations

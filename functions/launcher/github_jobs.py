@@ -158,8 +158,9 @@ def release(
     if app is not None and delivery.installation is not None and delivery.repository is not None:
         runners, busy = _runners_of(app, delivery.installation.id, delivery, sessions)
     answer = release_job(clients.client, settings, [n for n in sessions if str(n) not in busy], slots_of(settings))
+    gone = set(answer["released"]) | set(answer.get("failed", ()))  # released, or as far as AWS let it
     for name, (path, token) in runners.items():
-        if app is not None and str(name) in answer["released"]:
+        if app is not None and str(name) in gone:
             try:
                 app.delete_runner(token, path)
             except GitHubError as error:  # left offline; the collector removes it once the session has expired

@@ -256,8 +256,9 @@ def release_session(
     if not deletable and not kept:
         raise SessionNotFound(f"session {name} has no resources in {settings.region}")
     report = delete_found(clients, settings.region, deletable)
-    if slots is not None and not any(failure["kind"] == "instance" for failure in report["failed"]):
-        slots.give_back(name)  # an instance that would not terminate still runs: it keeps its slot until expiry
+    still_running = any(item["kind"] == "instance" for item in report["failed"] + kept)  # listed: not terminated
+    if slots is not None and not still_running:
+        slots.give_back(name)  # an instance left running keeps its session's slot until expiry
     report["kept"] = kept
     if report["left_to_collector"]:
         report["note"] = "a group still used by a terminating instance is left to the collector's next run"
@@ -289,16 +290,20 @@ def sessions_tagged(
 def release_job(
     clients: Clients, settings: LauncherSettings, sessions: Iterable[SessionName], slots: Slots
 ) -> dict[str, list[str]]:
-    """Release a CI job's sessions; a kept one stays, and says so."""
+    """Release a CI job's sessions; a kept one stays, and one with a resource that would not go is ``failed``."""
     released: list[str] = []
     kept: list[str] = []
+    failed: list[str] = []
     for name in sessions:
         try:
-            release_session(clients, settings, name, slots)
+            report = release_session(clients, settings, name, slots)
         except SessionKept:
             kept.append(str(name))
         except SessionNotFound:  # released meanwhile by another delivery
             continue
         else:
-            released.append(str(name))
-    return {"released": released, "kept": kept}
+            (failed if report["failed"] else released).append(str(name))
+    answer = {"released": released, "kept": kept}
+    if failed:  # the collector deletes what is left at expiry
+        answer["failed"] = failed
+    return answer

@@ -36,7 +36,7 @@ def read_request(event: object, max_body_bytes: int) -> Request:
     path, headers = event.get("rawPath"), event.get("headers") or {}
     if not (isinstance(method, str) and isinstance(path, str) and path.startswith("/") and isinstance(headers, dict)):
         raise BadRequest(shape)
-    if not all(isinstance(value, str) for value in headers.values()):
+    if not all(isinstance(name, str) and isinstance(value, str) for name, value in headers.items()):
         raise BadRequest(shape)
     body, encoded = event.get("body") or "", event.get("isBase64Encoded", False)
     if not isinstance(body, str) or not isinstance(encoded, bool):

@@ -95,6 +95,19 @@ def test_completed_releases_the_session_and_deletes_its_registration(launcher, l
     assert inventory(look, REGION) == NOTHING
 
 
+def test_completed_with_an_instance_that_would_not_terminate_reports_it_and_still_deletes_its_registration(
+    launcher, look
+):
+    _, made = launcher(delivery("queued", "d-1"))
+    Faults().inject(clients.client("ec2", REGION), "TerminateInstances", "UnauthorizedOperation")
+
+    status, body = launcher(delivery("completed", "d-2"))
+
+    assert (status, body) == (200, {"released": [], "kept": [], "failed": [made["session"]]})
+    assert launcher.github.runner_names(ROOT) == set()  # the job is over: its one-job runner is not needed
+    assert inventory(look, REGION)["instance"] == {made["session"]}  # left to the collector at expiry
+
+
 def test_a_second_queued_delivery_for_the_job_answers_the_same_session(launcher, look):
     first = launcher(delivery("queued", "d-1"))
     second = launcher(delivery("queued", "another-hook"))

@@ -42,6 +42,22 @@ def test_a_finished_job_releases_its_sessions_and_no_other(launcher, look, statu
     assert inventory(look, REGION)["key_pair"] == {other_job["session"], other_project["session"]}
 
 
+def test_a_finished_job_whose_instance_would_not_terminate_reports_it_failed_and_keeps_its_slot(launcher, look):
+    from tests.support.faults import Faults
+    from tests.support.stack import make_launch_template
+
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    launcher.env("MAX_LIVE_SESSIONS", "1")
+    body = {"lifetime_minutes": 60, "instance": True, "gitlab_job": {"project_id": PROJECT, "job_id": JOB}}
+    _, made = launcher(url_event("POST", "/sessions", body, {"X-Request-Id": f"{JOB}"}, scheme="both"))
+    Faults().inject(clients.client("ec2", REGION), "TerminateInstances", "UnauthorizedOperation")
+
+    code, answer = launcher(hook("canceled"))
+
+    assert (code, answer) == (200, {"released": [], "kept": [], "failed": [made["session"]]})
+    assert create_for(launcher, job=JOB + 1)[0] == 429  # its instance still runs and still counts
+
+
 def test_a_sessions_resources_carry_its_job(launcher, look):
     _, made = create_for(launcher)
 

@@ -472,6 +472,7 @@ def test_no_secret_private_key_or_body_appears_in_logs_or_answers(launcher, look
         {"requestContext": {"http": "POST"}, "rawPath": "/sessions"},
         {"requestContext": {"http": {"method": "POST"}}, "rawPath": "sessions"},
         {"requestContext": {"http": {"method": "POST"}}, "rawPath": "/sessions", "headers": {"a": 1}},
+        {"requestContext": {"http": {"method": "POST"}}, "rawPath": "/sessions", "headers": {1: "a"}},
         {"requestContext": {"http": {"method": "POST"}}, "rawPath": "/sessions", "body": 7},
         {"requestContext": {"http": {"method": "POST"}}, "rawPath": "/sessions", "body": "%%", "isBase64Encoded": True},
     ],

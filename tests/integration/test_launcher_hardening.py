@@ -218,6 +218,24 @@ def test_a_release_whose_instance_would_not_terminate_keeps_its_slot_until_expir
     assert create(launcher)[0] == 429  # the instance still runs, so the session still counts
 
 
+def test_a_release_that_keeps_a_running_instance_keeps_its_slot_too(launcher, look):
+    from session_naming import SESSION_TAG
+
+    from tests.support.stack import make_launch_template
+
+    launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    launcher.env("MAX_LIVE_SESSIONS", "1")
+    _, made = create(launcher, {"instance": True})
+    [instance] = made["instances"]
+    other = made["session"][:-1] + ("0" if made["session"][-1] != "0" else "1")
+    look("ec2", REGION).create_tags(Resources=[instance["id"]], Tags=[{"Key": SESSION_TAG, "Value": other}])
+
+    status, body = launcher(release_event(made["session"]))
+
+    assert status == 200 and [(k["kind"], k["reason"]) for k in body["kept"]] == [("instance", "tag-mismatch")]
+    assert create(launcher)[0] == 429  # the kept instance still runs, so the session still counts
+
+
 def test_repeated_or_equivalent_cidrs_make_one_rule(launcher, look):
     """EC2 refuses the same permission twice; "2001:0db8::/32" is "2001:db8::/32"."""
     status, made = create(

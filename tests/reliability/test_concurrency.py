@@ -63,7 +63,7 @@ def test_twenty_launches_and_two_sweeps_at_once_keep_every_live_session_and_remo
 
     def launcher(minutes):
         # One handler module per job: concurrent Lambda invocations run in separate
-        # containers, and a container holds one request at a time (the logger's keys are the module's).
+        # containers, and a container holds one request at a time (Loggers of one service share their keys).
         handler = load_handler("launcher")
         event = url_event("POST", "/sessions", {"lifetime_minutes": minutes})
         return lambda: answers.append((minutes, answer(handler.lambda_handler(event, LambdaContext()))))
