@@ -7,11 +7,20 @@ holds.
 
 from __future__ import annotations
 
+import functools
+
 from tools.offline import go_offline
 
 go_offline(POWERTOOLS_SERVICE_NAME="ec2-sessions-test")
 
+import botocore.session  # noqa: E402
 import pytest  # noqa: E402
+from botocore.loaders import create_loader  # noqa: E402
+
+# Every test starts new boto3 sessions (fresh clients, as a new container has),
+# and each session would parse the services' JSON models again: about 0.2 s a
+# test. The model files never change, so one loader serves every session.
+botocore.session.create_loader = functools.cache(create_loader)
 
 from tests.support.moto_server import MotoServer  # noqa: E402
 
