@@ -31,6 +31,7 @@ from session_naming.resources import (
     error_code,
     groups_in_use,
     judge,
+    kept_sessions,
 )
 from session_naming.settings import CollectorSettings
 from session_naming.tags import GITHUB_RUNNER_TAG
@@ -129,9 +130,25 @@ def sweep(
     paced = settings.concurrency / settings.ec2_delete_rate
     budget = Budget(settings.max_deletions, time_left, TIME_RESERVE_SECONDS + paced)
     with ThreadPoolExecutor(max_workers=len(settings.regions)) as pool:
+        listed = {region: pool.submit(list_region, clients, region, settings) for region in settings.regions}
+        listings = {region: future.result() for region, future in listed.items()}
+        kept_anywhere = set().union(*(kept_sessions(listing.everything)[0] for listing in listings.values()))
+        unlisted = [region for region, listing in listings.items() if listing.failure is not None]
         work = {
-            region: pool.submit(sweep_region, clients, region, settings, now, budget, dry_run, on_outcome)
-            for region in settings.regions
+            region: pool.submit(
+                sweep_region,
+                clients,
+                region,
+                settings,
+                now,
+                budget,
+                dry_run,
+                on_outcome,
+                listing,
+                kept_anywhere,
+                unlisted,
+            )
+            for region, listing in listings.items()
         }
         reports = {region: future.result() for region, future in work.items()}
     if github is not None:
@@ -187,6 +204,39 @@ def sweep_github(
     return report
 
 
+@dataclass
+class Listing:
+    """One region's listing of every kind, to its end, or the failure that stopped it."""
+
+    by_kind: dict[str, list[Found]] = field(default_factory=dict)
+    failure: tuple[str, str] | None = None  # (kind, error code)
+
+    @property
+    def everything(self) -> list[Found]:
+        return [found for founds in self.by_kind.values() for found in founds]
+
+
+def list_region(clients: Clients, region: str, settings: CollectorSettings) -> Listing:
+    """Every kind of the owned bases in ``region``, each listed to its end, before anything is judged.
+
+    Listing first has two reasons. Page tokens may be positions (moto's
+    DescribeParameters tokens are), so deleting while paging would skip
+    whatever moves up a page. And a session is kept if any of its resources,
+    in any swept region, is tagged keep, which only every whole listing can
+    tell. Only small ``Found`` records are held; descriptions come one page
+    at a time.
+    """
+    patterns = [f"{base}/*" for base in settings.session_bases]
+    listing = Listing()
+    for kind in ORDER:
+        try:
+            listing.by_kind[kind.name] = kind.listing(clients, region, patterns)
+        except Exception as error:  # cannot prove what is kept: the sweep deletes nothing anywhere
+            listing.failure = (kind.name, error_code(error))
+            break
+    return listing
+
+
 def sweep_region(
     clients: Clients,
     region: str,
@@ -195,17 +245,16 @@ def sweep_region(
     budget: Budget,
     dry_run: bool,
     on_outcome: Callable[[str, Found, str, str | None], None],
+    listing: Listing,
+    kept_anywhere: set[str],
+    unlisted: list[str],
 ) -> RegionReport:
-    """List every kind to its end, judge, then delete in ORDER.
+    """Judge this region's listing with the sessions every region keeps, then delete in ORDER.
 
-    Listing first has two reasons. Page tokens may be positions (moto's
-    DescribeParameters tokens are), so deleting while paging would skip
-    whatever moves up a page. And a session is kept if any of its resources
-    is tagged keep, which only the whole listing can tell: if any kind
-    cannot be listed, nothing in the region is deleted this run. Only small
-    ``Found`` records are held; descriptions come one page at a time.
-    Judging is per resource: one that cannot be judged (any exception) is
-    reported failed and the others are swept.
+    If any region could not be listed, no region deletes anything this run:
+    a session kept there is not provably unkept here. Judging is per
+    resource: one that cannot be judged (any exception) is reported failed
+    and the others are swept.
     """
     report = RegionReport()
     gone: set[str] = set()  # identifiers deleted (or, in a dry run, that would be) this run
@@ -216,18 +265,15 @@ def sweep_region(
         report.record(found, outcome, detail)
         on_outcome(region, found, outcome, detail)
 
-    patterns = [f"{base}/*" for base in settings.session_bases]
-    listed: dict[str, list[Found]] = {}
-    try:
-        for kind in ORDER:
-            listed[kind.name] = kind.listing(clients, region, patterns)
-    except Exception as error:  # cannot prove what is kept: report it, delete nothing here, sweep the others
-        failed_kind = next(kind.name for kind in ORDER if kind.name not in listed)
-        report[failed_kind].failed.append({"name": f"<listing {region}>", "error": error_code(error)})
+    if listing.failure is not None:
+        failed_kind, code = listing.failure
+        report[failed_kind].failed.append({"name": f"<listing {region}>", "error": code})
         return report
-
-    everything = [f for founds in listed.values() for f in founds]
-    verdicts = judge(everything, settings.session_bases, settings.sweep_untagged)
+    if unlisted:  # reported by those regions' own reports
+        return report
+    listed = listing.by_kind
+    everything = listing.everything
+    verdicts = judge(everything, settings.session_bases, settings.sweep_untagged, kept_anywhere)
     _note_for_github(report, everything, verdicts, now, settings)
     for found, reason in verdicts.kept:
         record(found, "kept", reason)

@@ -17,10 +17,12 @@ registration with everything else.
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from errors import JobOver
 from launch import Extras, create_session, release_job, sessions_tagged
 from payloads import WorkflowJobDelivery, parse_body
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
     from session_naming.github import GitHubApp
 
 JITCONFIG = "runner-jitconfig"
+MAX_QUEUED_AGE = timedelta(hours=72)
 logger = Logger()
+metrics = Metrics()  # Powertools' metrics are one set per process: the handler's ``log_metrics`` flushes these
 
 
 def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -> tuple[int, dict[str, Any]]:
@@ -49,6 +53,9 @@ def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -
     if not settings.github.allows(repository):
         return 202, {"ignored": "the repository is not in GITHUB_REPOSITORIES"}
     if delivery.action == "queued":
+        if job.created_at is not None and now - job.created_at > MAX_QUEUED_AGE:
+            # GitHub cancels a job queued 24 h; its record lives 4 days: an older queued is a replay.
+            return 202, {"ignored": "the job was queued more than 72 hours ago"}
         return queued(settings, delivery, now)
     if delivery.action == "completed":
         return completed(settings, delivery, now)
@@ -75,11 +82,11 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
     registration, token = None, None
     try:
         extras = Extras(tags={GITHUB_JOB_TAG: job})
-        if app is not None and delivery.installation is not None and delivery.repository is not None:
+        if app is not None and delivery.repository is not None:
             from session_naming.github import runner_name
             from user_data import runner_user_data
 
-            token = app.installation_token(delivery.installation.id)
+            token = app.installation_token(installation_of(app, settings, delivery))
             scope = settings.github.runner_scope
             owner, repo = owner_and_repo(delivery)
             registration = app.generate_jitconfig(
@@ -128,10 +135,10 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
 
 
 def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
-    """The job is over: its sessions go, and so does the session whose runner ran it.
+    """The job is over: its sessions go, and so does the session whose runner ran it (when that is provably ours).
 
     A JIT runner takes any queued job with matching labels, not only the one
-    it was registered for. So the session that ran this job is found by the
+    it was registered for, so the session that ran this job is found by the
     delivery's ``runner_name`` too, and a session of this job whose runner is
     busy (with another job) is left running: that job's own ``completed``
     releases it.
@@ -139,68 +146,132 @@ def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: da
     job = str(delivery.workflow_job.id)
     ledger_of(settings).end("github", job, now)
     sessions = sessions_tagged(clients.client, settings, GITHUB_JOB_TAG, job)
-    ran_it = delivery.workflow_job.runner_name
-    if ran_it:
-        from session_naming.github import sessions_of_runner_name
-
-        for session in sessions_of_runner_name(ran_it, settings.session_bases):
-            sessions.update(sessions_tagged(clients.client, settings, SESSION_TAG, str(session)))
+    sessions.update(session_that_ran(settings, delivery))
     return 200, release(settings, delivery, sessions)
+
+
+def session_that_ran(settings: LauncherSettings, delivery: WorkflowJobDelivery) -> dict[SessionName, dict[str, str]]:
+    """The session named by ``runner_name``, only if its registration lies in the delivery's own scope.
+
+    A runner name is public (every job log prints it) and whoever administers
+    a repository can register a runner under any name: the name alone proves
+    nothing. The session's registration tag must name this delivery's
+    repository (scope ``repo``) or organisation (scope ``org``); a session
+    without one (made by curl, GitLab or without an App) is never found so.
+    """
+    from session_naming.github import sessions_of_runner_name
+
+    found: dict[SessionName, dict[str, str]] = {}
+    for session in sessions_of_runner_name(delivery.workflow_job.runner_name, settings.session_bases):
+        for name, tags in sessions_tagged(clients.client, settings, SESSION_TAG, str(session)).items():
+            if in_scope(tags.get(GITHUB_RUNNER_TAG), settings, delivery):
+                found[name] = tags
+    return found
+
+
+def in_scope(path: str | None, settings: LauncherSettings, delivery: WorkflowJobDelivery) -> bool:
+    """Does the registration ``path`` lie in the delivery's repository or organisation (any letter case)?"""
+    from session_naming.github import parse_registration_path
+
+    where = parse_registration_path(path)
+    owner, repo = (part.lower() for part in owner_and_repo(delivery))
+    if where is None or where[0] != settings.github.runner_scope or where[1].lower() != owner:
+        return False
+    return where[0] == "org" or (where[2] or "").lower() == repo
 
 
 def release(
     settings: LauncherSettings, delivery: WorkflowJobDelivery, sessions: dict[SessionName, dict[str, str]]
 ) -> dict[str, Any]:
-    """Release sessions and delete their runner registrations (gone already is done); a busy runner's session stays."""
-    app = github_app(settings)
-    runners: dict[SessionName, tuple[str, str]] = {}  # session -> (its registration's path, installation token)
+    """Release sessions and delete their runner registrations (gone already is done); a busy runner's session stays.
+
+    AWS resources go whatever GitHub answers: when the App, its token or a
+    runner cannot be read, the sessions are released all the same and their
+    registrations are counted (``RunnerDeletesFailed``), left to the
+    collector and to GitHub's own removal of offline ephemeral runners.
+    """
+    registered = {name: tags[GITHUB_RUNNER_TAG] for name, tags in sessions.items() if tags.get(GITHUB_RUNNER_TAG)}
+    runners: dict[SessionName, str] = {}  # session -> its registration's path, checked on GitHub
     busy: list[str] = []
-    if app is not None and delivery.installation is not None and delivery.repository is not None:
-        runners, busy = _runners_of(app, delivery.installation.id, delivery, sessions)
+    app, token, unreachable = None, None, False
+    if registered:
+        try:
+            app = github_app(settings)
+            if app is not None:
+                token = app.installation_token(installation_of(app, settings, delivery))
+                runners, busy = _runners_of(app, token, settings, delivery, registered)
+        except Exception as error:  # noqa: BLE001 - GitHub's failure must not keep AWS resources alive
+            logger.warning("GitHub not reachable: sessions released, registrations left", extra=_code(error))
+            unreachable = True
     answer = release_job(clients.client, settings, [n for n in sessions if str(n) not in busy], slots_of(settings))
     gone = set(answer["released"]) | set(answer.get("failed", ()))  # released, or as far as AWS let it
-    for name, (path, token) in runners.items():
-        if app is not None and str(name) in gone:
+    left = 0
+    for name, path in registered.items():
+        if str(name) not in gone:
+            continue  # kept or busy: its runner stays with it
+        if unreachable:
+            left += in_scope(path, settings, delivery)
+        elif app is not None and token is not None and name in runners:
             try:
                 app.delete_runner(token, path)
             except GitHubError as error:  # left offline; the collector removes it once the session has expired
-                logger.warning("runner registration not deleted", extra={"session": str(name), "error": error.code})
+                logger.warning("runner registration not deleted", extra={"session": str(name), **_code(error)})
+                left += 1
+    if left:
+        metrics.add_metric(name="RunnerDeletesFailed", unit=MetricUnit.Count, value=left)
     return {**answer, "busy": busy} if busy else answer
 
 
-def _runners_of(
-    app: GitHubApp, installation: int, delivery: WorkflowJobDelivery, sessions: dict[SessionName, dict[str, str]]
-) -> tuple[dict[SessionName, tuple[str, str]], list[str]]:
-    """Each session's own registration (by its tag, checked against the runner's name), and the busy ones."""
-    from session_naming.github import parse_registration_path, runner_name
+def _code(error: Exception) -> dict[str, str]:
+    from session_naming.resources import error_code
 
-    token = app.installation_token(installation)
-    owner, repo = (part.lower() for part in owner_and_repo(delivery))
-    runners: dict[SessionName, tuple[str, str]] = {}
+    return {"error": getattr(error, "code", None) or error_code(error)}
+
+
+def _runners_of(
+    app: GitHubApp, token: str, settings: LauncherSettings, delivery: WorkflowJobDelivery, registered: dict
+) -> tuple[dict[SessionName, str], list[str]]:
+    """Each session's own registration (in the delivery's scope, carrying the session's runner name), and the busy ones.
+
+    A runner GitHub cannot describe right now is deleted as any other: the
+    job is over, and a one-job runner has nothing left to run.
+    """
+    from session_naming.github import runner_name
+
+    runners: dict[SessionName, str] = {}
     busy: list[str] = []
-    for name, tags in sessions.items():
-        path = tags.get(GITHUB_RUNNER_TAG)
-        where = parse_registration_path(path)
-        if (
-            path is None
-            or where is None
-            or where[1].lower() != owner
-            or (where[2] is not None and where[2].lower() != repo)
-        ):
+    for name, path in registered.items():
+        if not in_scope(path, settings, delivery):
             continue  # not a registration of this job's repository or organisation: never ours to delete
         try:
             runner = app.get_runner(token, path)
-        except GitHubError as error:  # cannot tell whether it runs a job: leave the session to its expiry
-            logger.warning("runner state unknown", extra={"session": str(name), "error": error.code})
-            busy.append(str(name))
+        except GitHubError as error:
+            logger.warning(
+                "runner state unknown: deleting it with its session", extra={"session": str(name), **_code(error)}
+            )
+            runners[name] = path
             continue
         if runner is None or runner.name != runner_name(name):  # gone, or the tag points at someone else's runner
             continue
         if runner.busy:
             busy.append(str(name))
         else:
-            runners[name] = (path, token)
+            runners[name] = path
     return runners, busy
+
+
+def installation_of(app: GitHubApp, settings: LauncherSettings, delivery: WorkflowJobDelivery) -> int:
+    """The delivery's installation; a repository or organisation webhook sends none, so it is looked up."""
+    if delivery.installation is not None:
+        return delivery.installation.id
+    owner, repo = (part.lower() for part in owner_and_repo(delivery))
+    return _installation_for(app, owner, repo if settings.github.runner_scope == "repo" else None)
+
+
+@cache
+def _installation_for(app: GitHubApp, owner: str, repo: str | None) -> int:
+    """Asked once per container: an App's installation on an account does not move."""
+    return app.installation_for(owner, repo)
 
 
 def owner_and_repo(delivery: WorkflowJobDelivery) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from errors import DomainError, LaunchFailed, SessionKept, SessionNotFound
-from session_naming import SESSION_TAG, SessionName, session_tags, tag_specifications
+from session_naming import INSTANCE_TAG, SESSION_TAG, SessionName, session_tags, tag_specifications
 from session_naming.resources import (
     KEY_PAIRS,
     ORDER,
@@ -127,7 +127,10 @@ def create_session(
             ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[ssh_from(ingress_cidrs)])
         return {"name": name, "id": group}
 
-    def secrets() -> None:
+    def secrets(instance_arn: str | None) -> None:
+        """After the instance: the runner configuration names the one instance allowed to read it."""
+        if instance_arn is not None:
+            tags[INSTANCE_TAG] = instance_arn
         for suffix, value in extras.secrets.items():
             # GitHub's JIT configuration passes the Standard tier's 4 KB: SSM picks Advanced when it must.
             secure(suffix, value, "ec2-sessions runner configuration", Tier="Intelligent-Tiering")
@@ -138,9 +141,8 @@ def create_session(
             if slots is not None:
                 slot = pool.submit(slots.take, name, settings.max_live_sessions, now)
             key_future, group_future = pool.submit(key_pair), pool.submit(security_group)
-            secrets_future = pool.submit(secrets)
             template = pool.submit(template_interfaces, ec2, template_id) if template_id is not None else None
-        for future in (key_future, group_future, secrets_future, slot):
+        for future in (key_future, group_future, slot):
             if future is not None:
                 future.result()  # TooManySessions from the slot: roll back below, start no instance
         key, group = key_future.result(), group_future.result()
@@ -148,6 +150,7 @@ def create_session(
         if template is not None and template_id is not None:  # both or neither: an instance was asked for
             instances = [run_instance(ec2, template_id, name, group["id"], tags, extras.user_data, template.result())]
             made.append(Found("instance", name, instances[0]["id"]))
+        secrets(instances[0].pop("arn") if instances else None)
     except Exception as error:
         left = rollback(clients, settings.region, made)
         if slots is not None and slot is not None and slot.done() and slot.exception() is None:
@@ -213,8 +216,23 @@ def run_instance(
         TagSpecifications=spec,
         **placement,
         **more,
-    )["Instances"][0]
-    return {"id": answer["InstanceId"], "state": answer["State"]["Name"], "private_ip": answer.get("PrivateIpAddress")}
+    )
+    instance = answer["Instances"][0]
+    arn = instance_arn(ec2.meta.region_name, answer["OwnerId"], instance["InstanceId"])
+    return {
+        "id": instance["InstanceId"],
+        "state": instance["State"]["Name"],
+        "private_ip": instance.get("PrivateIpAddress"),
+        "arn": arn,
+    }
+
+
+def instance_arn(region: str, account: str, instance_id: str) -> str:
+    """``arn:<partition>:ec2:<region>:<account>:instance/<id>``, as ``${ec2:SourceInstanceARN}`` spells it."""
+    import boto3
+
+    partition = boto3.session.Session().get_partition_for_region(region)
+    return f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"
 
 
 def _interface_override(interface: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,20 +265,40 @@ def rollback(clients: Clients, region: str, made: list[Found]) -> list[str]:
 
 
 def release_session(
-    clients: Clients, settings: LauncherSettings, name: SessionName, slots: Slots | None = None
+    clients: Clients,
+    settings: LauncherSettings,
+    name: SessionName,
+    slots: Slots | None = None,
+    delete_regions: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Delete the session now; ``SessionKept`` (nothing deleted) if any resource carries the keep tag."""
-    deletable, kept = session_resources(clients, settings.region, name, settings.session_bases)
+    """Delete the session now; ``SessionKept`` (nothing deleted) if any resource, in any region, carries the keep tag.
+
+    Every region of ``settings.regions`` is read before anything is deleted.
+    Deleting happens in ``delete_regions`` (the launcher's own region, where
+    it makes sessions and where its IAM lets it delete); what lies in
+    another region is left to the collector, which sweeps every region.
+    """
+    deletable, kept = session_resources(clients, settings.regions, name, settings.session_bases)
     if any(k["reason"] == "keep-tag" for k in kept):
         raise SessionKept(f"session {name} is kept (tag ec2-sessions:keep=true): remove the tag to release it")
     if not deletable and not kept:
-        raise SessionNotFound(f"session {name} has no resources in {settings.region}")
-    report = delete_found(clients, settings.region, deletable)
+        raise SessionNotFound(f"session {name} has no resources in {', '.join(settings.regions)}")
+    report: dict[str, Any] = {"deleted": {}, "left_to_collector": [], "failed": []}
+    targets = set(delete_regions or (settings.region,))
+    for region, found in deletable.items():
+        if region not in targets:
+            report["left_to_collector"] += [{"kind": f.kind, "id": f.ident, "reason": "other-region"} for f in found]
+            continue
+        done = delete_found(clients, region, found)
+        for kind, idents in done["deleted"].items():
+            report["deleted"].setdefault(kind, []).extend(idents)
+        report["left_to_collector"] += done["left_to_collector"]
+        report["failed"] += done["failed"]
     still_running = any(item["kind"] == "instance" for item in report["failed"] + kept)  # listed: not terminated
     if slots is not None and not still_running:
         slots.give_back(name)  # an instance left running keeps its session's slot until expiry
     report["kept"] = kept
-    if report["left_to_collector"]:
+    if any(item["reason"] == "in-use" for item in report["left_to_collector"]):
         report["note"] = "a group still used by a terminating instance is left to the collector's next run"
     return {"session": name, **report}
 

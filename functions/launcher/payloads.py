@@ -20,7 +20,7 @@ from typing import Annotated
 
 from aws_lambda_powertools.utilities.parser import parse
 from http_errors import BadRequest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from session_naming.settings import LauncherSettings
 
 MIN_LIFETIME_MINUTES = 5
@@ -31,6 +31,7 @@ MIN_PREFIX = {4: 8, 6: 32}
 # IPv6 ranges that carry IPv4 addresses: any prefix inside them can stand for IPv4's whole space.
 IPV4_IN_IPV6 = (ipaddress.IPv6Network("::ffff:0:0/96"), ipaddress.IPv6Network("::/96"))
 ID = Annotated[int, Field(gt=0, le=2**63 - 1)]
+FULL_NAME = re.compile(r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}", re.ASCII)
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}", re.ASCII)
 
 
@@ -83,6 +84,11 @@ class WorkflowJob(BaseModel):
     id: ID
     labels: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list, max_length=100)
     runner_name: str | None = Field(default=None, max_length=200)  # the runner that ran it (completed)
+    created_at: AwareDatetime | None = None  # when the job was queued: an old queued is a replay
+    started_at: AwareDatetime | None = None  # in_progress: when its runner took it
+    run_id: ID | None = None
+    head_sha: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}$")
+    conclusion: str | None = Field(default=None, max_length=40)
 
 
 class Owner(BaseModel):
@@ -91,8 +97,19 @@ class Owner(BaseModel):
 
 class Repository(BaseModel):
     name: str = Field(max_length=100)
-    full_name: str = Field(max_length=201, pattern=r"^[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,100}$")
+    full_name: str = Field(max_length=141)
     owner: Owner
+
+    @field_validator("full_name")
+    @classmethod
+    def _github_name(cls, value: str) -> str:
+        """GitHub's own rules, before the name is put into any API path: ``owner/..`` must never reach one."""
+        if not FULL_NAME.fullmatch(value) or value.rpartition("/")[2] in (".", ".."):
+            raise ValueError(
+                "must be <owner>/<repo> by GitHub's rules: owner 1-39 of A-Z a-z 0-9 -, "
+                "repository 1-100 of A-Z a-z 0-9 . _ -, neither . nor .."
+            )
+        return value
 
 
 class Installation(BaseModel):

@@ -15,6 +15,7 @@ from http_errors import BadRequest, TooLarge
 
 # De-duplication headers; the first present wins.
 DELIVERY_HEADERS = ("webhook-id", "idempotency-key", "x-github-delivery", "x-gitlab-event-uuid", "x-request-id")
+GITHUB_DELIVERY_HEADERS = ("x-github-delivery",)
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,10 @@ def delivery_key(request: Request) -> str | None:
     ``webhook-id`` (Standard Webhooks) names one message whatever route it is
     sent to, so a replay on another route answers the first answer; the other
     ids are per route (a CI job may create and release under one job id).
+    ``/github`` verifies GitHub's signature only, which covers none of these
+    headers: there only ``X-GitHub-Delivery``, which GitHub sets, counts.
     """
-    for name in DELIVERY_HEADERS:
+    for name in GITHUB_DELIVERY_HEADERS if request.path == "/github" else DELIVERY_HEADERS:
         value = request.headers.get(name, "").strip()[:200]
         if value:
             return f"{name}:{value}" if name == "webhook-id" else f"{request.method} {request.path} {name}:{value}"

@@ -35,8 +35,25 @@ imds_token=$(curl -sSf --retry 5 --retry-connrefused -X PUT "$IMDS/api/token" \
 region=$(curl -sSf --retry 5 --retry-connrefused -H "X-aws-ec2-metadata-token: $imds_token" \
   "$IMDS/meta-data/placement/region")
 
-jitconfig=$(aws ssm get-parameter --region "$region" --name "$PARAMETER_NAME" \
-  --with-decryption --query Parameter.Value --output text)
+# The launcher writes the parameter once this instance exists (it names the instance
+# allowed to read it), so it may not be there yet: ask again for up to two minutes.
+# Any other error (access denied) is final.
+errors=$(mktemp)
+jitconfig=""
+for attempt in $(seq 1 24); do
+  if jitconfig=$(aws ssm get-parameter --region "$region" --name "$PARAMETER_NAME" \
+    --with-decryption --query Parameter.Value --output text 2>"$errors"); then
+    break
+  fi
+  jitconfig=""
+  if ! grep -q ParameterNotFound "$errors"; then
+    cat "$errors" >&2
+    exit 1
+  fi
+  echo "ec2-sessions: runner configuration not written yet (attempt $attempt); retrying"
+  sleep 5
+done
+rm -f "$errors"
 if [ -z "$jitconfig" ]; then
   echo "ec2-sessions: $PARAMETER_NAME holds no runner configuration" >&2
   exit 1

@@ -388,8 +388,9 @@ def test_collector_deletes_every_expired_resource_listed_over_many_pages(clients
     assert inventory(clients, REGION)["parameter"] == set(live)
 
 
-def test_a_kind_that_cannot_be_listed_stops_deletions_in_that_region_only(clients):
-    # Without the key pairs' tags the sweep cannot prove no resource of a session is tagged keep.
+def test_a_kind_that_cannot_be_listed_stops_deletions_in_every_region(clients):
+    # Without one region's key pairs' tags the sweep cannot prove that no resource of a session, in any
+    # region, is tagged keep: a keep tag holds in every region the stack sweeps.
     blind, other = "us-east-1", "eu-west-1"
     for region in (blind, other):
         seed(clients, region, name_expiring(BASE, -HOUR, NOW), kinds=("parameter", "key_pair", "security_group"))
@@ -400,8 +401,27 @@ def test_a_kind_that_cannot_be_listed_stops_deletions_in_that_region_only(client
     assert summary["regions"][blind]["key_pair"]["failed"] == [
         {"name": f"<listing {blind}>", "error": "UnauthorizedOperation"}
     ]
-    assert summary["totals"]["deleted"] == 3  # all in the other region
-    assert all(inventory(client_factory(), blind)[kind] for kind in ("parameter", "key_pair", "security_group"))
+    assert summary["totals"]["deleted"] == 0
+    for region in (blind, other):
+        assert all(inventory(client_factory(), region)[kind] for kind in ("parameter", "key_pair", "security_group"))
+
+
+def test_a_keep_tag_in_one_region_keeps_the_session_in_every_swept_region(clients):
+    session, other = name_expiring(BASE, -HOUR, NOW), "eu-west-1"
+    seed(clients, REGION, session)
+    clients("ec2", other).create_key_pair(
+        KeyName=session,
+        KeyType="ed25519",
+        TagSpecifications=[
+            {"ResourceType": "key-pair", "Tags": [*session_tags(session), {"Key": KEEP_TAG, "Value": "TRUE"}]}
+        ],
+    )
+
+    summary = run(clients, REGIONS=f"{REGION},{other}")
+
+    assert summary["totals"]["deleted"] == 0
+    assert {k["reason"] for k in summary["regions"][REGION]["instance"]["kept"]} == {"keep-tag"}
+    assert all(names == {session} for names in inventory(client_factory(), REGION).values())
 
 
 # -- a name whose arithmetic overflows ------------------------------------------------------------

@@ -12,14 +12,16 @@ import io
 import json
 import logging
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, SESSION_TAG, clients
+from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, INSTANCE_TAG, SESSION_TAG, clients, github
 from session_naming.github import runner_name
 
+from tests.support.deliveries import github_event, workflow_job
 from tests.support.faults import Faults
 from tests.support.function_url import release_event, url_event
-from tests.support.handlers import load_fixture
+from tests.support.metrics import total
 from tests.support.seed import ALL_KINDS, inventory
 from tests.support.stack import REGION, make_launch_template
 
@@ -40,18 +42,24 @@ def launcher(launcher, look, github_fake):
     return launcher
 
 
-def delivery(action: str, delivery_id: str, labels=("self-hosted", "ec2-session"), repository=None):
-    fixture = {
-        "queued": "workflow_job-queued.payload.json",
-        "completed": "workflow_job-completed.success.with-organization.payload.json",
-    }[action]
-    payload = json.loads(load_fixture(f"github/{fixture}"))
-    payload["workflow_job"].update(id=JOB, labels=list(labels))
-    payload["installation"] = {"id": 3456996}
+def delivery(
+    action: str,
+    delivery_id: str,
+    labels=("self-hosted", "ec2-session"),
+    repository=None,
+    *,
+    job=JOB,
+    installation=3456996,
+    **job_fields,
+):
+    payload = workflow_job(action, job, labels=labels, **job_fields)
+    if installation is None:
+        payload.pop("installation", None)  # a repository or organisation webhook sends none
+    else:
+        payload["installation"] = {"id": installation}
     if repository:
         payload["repository"]["full_name"] = repository
-    headers = {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": delivery_id}
-    return url_event("POST", "/github", json.dumps(payload), headers)
+    return github_event(payload, delivery_id)
 
 
 def instance_of(look, session):
@@ -288,3 +296,125 @@ def test_a_malformed_delivery_is_400_and_makes_nothing(launcher, look, tamper):
 
     assert status == 400
     assert inventory(look, REGION) == NOTHING and launcher.github.calls == []
+
+
+# -- who may release what ---------------------------------------------------------------------------
+
+
+def test_a_runner_name_from_another_repository_releases_nothing(launcher, look):
+    """Anyone who administers an allow-listed repository can register a runner under any name."""
+    _, made = launcher(delivery("queued", "d-1"))
+    forged = delivery(
+        "completed", "d-2", repository="Codertocat/other-repo", job=JOB + 7, runner_name=made["runner"]["name"]
+    )
+
+    status, body = launcher(forged)
+
+    assert (status, body) == (200, {"released": [], "kept": []})
+    assert instance_of(look, made["session"])["State"]["Name"] == "running"
+    assert launcher.github.runner_names(ROOT) == {made["runner"]["name"]}
+
+
+def test_a_session_without_a_registration_is_never_found_by_runner_name(launcher, look):
+    """A curl session's runner name can be computed from its session name: it proves nothing."""
+    _, made = launcher(url_event("POST", "/sessions", {}))
+    name = runner_name(__import__("session_naming").SessionName(made["session"]))
+
+    status, body = launcher(delivery("completed", "d-2", job=JOB + 8, runner_name=name))
+
+    assert (status, body) == (200, {"released": [], "kept": []})
+    assert made["session"] in inventory(look, REGION)["key_pair"]
+
+
+def test_a_release_reads_every_region_and_a_keep_tag_in_another_one_keeps_the_session(launcher, look):
+    launcher.env("REGIONS", f"{REGION},eu-west-1")
+    _, made = launcher(url_event("POST", "/sessions", {}))
+    look("ec2", "eu-west-1").create_key_pair(
+        KeyName=made["session"],
+        KeyType="ed25519",
+        TagSpecifications=[
+            {
+                "ResourceType": "key-pair",
+                "Tags": [
+                    {"Key": SESSION_TAG, "Value": made["session"]},
+                    {"Key": "ec2-sessions:keep", "Value": "true"},
+                ],
+            }
+        ],
+    )
+
+    status, body = launcher(release_event(made["session"]))
+
+    assert (status, body["error"]) == (409, "kept")
+    assert made["session"] in inventory(look, REGION)["key_pair"]
+
+
+def test_a_delivery_without_an_installation_looks_it_up_once_and_registers_the_runner(launcher):
+    """A repository webhook sends no ``installation``: the runner is registered all the same."""
+    first = launcher(delivery("queued", "d-1", installation=None))
+    second = launcher(delivery("queued", "d-3", installation=None, job=JOB + 1))
+
+    assert first[0] == second[0] == 201 and "runner" in first[1] and "runner" in second[1]
+    assert len(launcher.github.calls_to("get-installation")) == 1  # cached for the container's life
+    assert len(launcher.github.runner_names(ROOT)) == 2
+
+
+@pytest.mark.parametrize("refusal", [401, 403])
+def test_completed_while_github_refuses_the_app_still_releases_every_aws_resource(launcher, look, capsys, refusal):
+    _, made = launcher(delivery("queued", "d-1"))
+    github.reset()  # a new container: no installation token cached
+    launcher.github.fail(times=20, status=refusal)
+    capsys.readouterr()
+
+    status, body = launcher(delivery("completed", "d-2"))
+
+    assert (status, body) == (200, {"released": [made["session"]], "kept": []})
+    assert inventory(look, REGION) == NOTHING
+    assert total(capsys.readouterr().out, "RunnerDeletesFailed") == 1
+    assert launcher.github.runner_names(ROOT) == {made["runner"]["name"]}  # left to the collector and GitHub
+
+
+def test_a_queued_job_older_than_72_hours_is_a_replay_and_makes_nothing(launcher, look):
+    stale = datetime.now(UTC) - timedelta(hours=72, minutes=1)
+
+    status, body = launcher(delivery("queued", "d-1", created_at=stale))
+
+    assert status == 202 and "72 hours" in body["ignored"]
+    assert inventory(look, REGION) == NOTHING and launcher.github.calls == []
+    assert launcher(delivery("queued", "d-2", created_at=stale + timedelta(minutes=2)))[0] == 201
+
+
+def test_on_github_an_unverified_webhook_id_does_not_deduplicate(launcher, look):
+    """GitHub's signature covers the body only: a header it does not sign must not merge two jobs."""
+    one, two = delivery("queued", "d-1"), delivery("queued", "d-2", job=JOB + 1)
+    for event in (one, two):
+        event["headers"]["webhook-id"] = "msg_same"
+
+    assert launcher(one)[0] == launcher(two)[0] == 201
+    assert len(inventory(look, REGION)["key_pair"]) == 2
+
+
+@pytest.mark.parametrize("full_name", ["Codertocat/..", "Codertocat/.", "-" * 40 + "/x", "a_b/repo"])
+def test_a_repository_name_github_would_refuse_is_400_before_any_call(launcher, look, full_name):
+    launcher.env("GITHUB_REPOSITORIES", "")
+
+    status, body = launcher(delivery("queued", "d-1", repository=full_name))
+
+    assert status == 400 and body["message"].startswith("repository.full_name:")
+    assert full_name not in body["message"]
+    assert launcher.github.calls == [] and inventory(look, REGION) == NOTHING
+
+
+def test_the_runner_configuration_names_the_one_instance_allowed_to_read_it(launcher, look):
+    _, made = launcher(delivery("queued", "d-1"))
+    instance = instance_of(look, made["session"])
+    ssm = look("ssm", REGION)
+    parameter = ssm.get_parameter(Name=f"/{made['session']}/runner-jitconfig")["Parameter"]
+
+    tags = {
+        t["Key"]: t["Value"]
+        for t in ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=parameter["Name"])["TagList"]
+    }
+
+    assert tags[INSTANCE_TAG] == f"arn:aws:ec2:{REGION}:123456789012:instance/{instance['InstanceId']}"
+    assert tags[SESSION_TAG] == made["session"]

@@ -30,9 +30,10 @@ def test_every_kind_of_a_live_session_is_deletable_and_nothing_of_another_sessio
         Name=f"/{session}/runner-jitconfig", Value="x", Type="SecureString", Tags=session_tags(session)
     )
 
-    deletable, kept = session_resources(clients, REGION, session, (BASE,))
+    by_region, kept = session_resources(clients, [REGION], session, (BASE,))
 
-    assert kept == []
+    assert kept == [] and list(by_region) == [REGION]
+    deletable = by_region[REGION]
     assert {found.kind for found in deletable} == set(ALL_KINDS) == {kind.name for kind in ORDER}
     assert {found.name for found in deletable} == {session}
     assert {found.ident for found in deletable} == set(ids.values()) | {f"/{session}/runner-jitconfig"}
@@ -51,9 +52,9 @@ def test_a_keep_tag_in_any_letter_case_on_any_resource_keeps_the_whole_session(c
     else:
         ec2.create_tags(Resources=[ids[kind]], Tags=keep)
 
-    deletable, kept = session_resources(clients, REGION, session, (BASE,))
+    deletable, kept = session_resources(clients, [REGION], session, (BASE,))
 
-    assert deletable == []
+    assert deletable == {}
     assert {k["reason"] for k in kept} == {"keep-tag"}
     assert {k["kind"] for k in kept} == set(ALL_KINDS)
 
@@ -65,10 +66,29 @@ def test_a_parameter_tagged_for_another_session_or_untagged_is_kept_with_its_rea
     ssm.put_parameter(Name=f"/{session}/runner-jitconfig", Value="x", Type="SecureString")
     seed(clients, REGION, session, kinds=("key_pair",))
 
-    deletable, kept = session_resources(clients, REGION, SessionName(session), (BASE,))
+    deletable, kept = session_resources(clients, [REGION], SessionName(session), (BASE,))
 
-    assert [found.kind for found in deletable] == ["key_pair"]
+    assert [found.kind for found in deletable[REGION]] == ["key_pair"]
     assert sorted(kept, key=lambda k: k["id"]) == [
         {"kind": "parameter", "id": f"/{session}/private-key", "reason": "tag-mismatch"},
         {"kind": "parameter", "id": f"/{session}/runner-jitconfig", "reason": "untagged-legacy"},
     ]
+
+
+def test_a_keep_tag_in_another_region_keeps_the_session_in_every_region(clients):
+    """Kept means kept everywhere the stack works: one region's listing alone cannot tell."""
+    session, other_region = name_expiring(BASE, LIVE, NOW), "eu-west-1"
+    seed(clients, REGION, session)
+    clients("ec2", other_region).create_key_pair(
+        KeyName=session,
+        KeyType="ed25519",
+        TagSpecifications=[
+            {"ResourceType": "key-pair", "Tags": [*session_tags(session), {"Key": KEEP_TAG, "Value": "true"}]}
+        ],
+    )
+
+    deletable, kept = session_resources(clients, [REGION, other_region], session, (BASE,))
+    alone, _ = session_resources(clients, [REGION], session, (BASE,))
+
+    assert deletable == {} and {k["reason"] for k in kept} == {"keep-tag"}
+    assert {found.kind for found in alone[REGION]} == set(ALL_KINDS)  # the region alone would have let it go

@@ -58,6 +58,10 @@ sys.exit(22)
 expected = ["ssm", "get-parameter", "--region", os.environ["FAKE_REGION"], "--name", os.environ["FAKE_PARAMETER"],
             "--with-decryption", "--query", "Parameter.Value", "--output", "text"]
 log(args=args)
+asked = sum(1 for line in open(os.environ["FAKE_LOG"]) if '"tool": "aws"' in line)
+if asked <= int(os.environ.get("FAKE_SSM_MISSING", "0")):
+    sys.stderr.write("An error occurred (ParameterNotFound) when calling the GetParameter operation\\n")
+    sys.exit(254)
 if os.environ.get("FAKE_SSM") == "denied" or args != expected:
     sys.stderr.write("An error occurred (AccessDeniedException) when calling the GetParameter operation\\n")
     sys.exit(254)
@@ -75,6 +79,7 @@ log(user=args[args.index("-u") + 1])
 command = args[args.index("--") + 1 :]
 os.execvp(command[0], command)
 """,
+    "sleep": "log(args=args)\n",
     "poweroff": "log(args=args)\n",
     "shutdown": "log(args=args)\n",
 }
@@ -178,9 +183,26 @@ def test_the_instance_powers_off_when_the_runner_fails(instance):
     assert_nowhere(instance, done)
 
 
+def test_the_runner_waits_for_its_configuration_which_the_launcher_writes_once_the_instance_exists(instance):
+    done, calls = instance(FAKE_SSM_MISSING="2")
+    assert done.returncode == 0, done.stderr
+    assert len(tools(calls, "aws")) == 3 and len(tools(calls, "sleep")) == 2
+    (runner,) = tools(calls, "run.sh")
+    assert runner["args"] == ["--jitconfig", digest(JITCONFIG)]
+    assert_nowhere(instance, done)
+
+
+def test_a_configuration_never_written_starts_no_runner_after_two_minutes_of_asking(instance):
+    done, calls = instance(FAKE_SSM_MISSING="1000")
+    assert done.returncode != 0
+    assert len(tools(calls, "aws")) == 24 and tools(calls, "run.sh") == []
+    assert len(tools(calls, "poweroff")) == 1
+
+
 def test_no_runner_starts_and_the_instance_powers_off_when_ssm_refuses(instance):
     done, calls = instance(FAKE_SSM="denied")
     assert done.returncode != 0
+    assert len(tools(calls, "aws")) == 1  # a refusal is final: only a missing parameter is asked again
     assert tools(calls, "run.sh") == [] and tools(calls, "runuser") == []
     assert len(tools(calls, "poweroff")) == 1
 

@@ -10,7 +10,9 @@ tests make (volumes, interfaces, AMIs with their snapshots, snapshots,
 Elastic IPs), tied to their session by its tag alone; and CI jobs, GitHub's
 (``queued`` makes one session per job, ``completed`` releases it) and
 GitLab's (a job makes sessions, its hook releases them), whose end may come
-before, during or long after their sessions' lives. The model says, for every resource,
+before, during or long after their sessions' lives; an attacker's job ending on a runner
+named like a live session's, and an operator keeping a session by tagging something of it
+in another swept region. The model says, for every resource,
 whether it must exist or must be gone; after every step the account (moto
 over HTTP, with AWS's DependencyViolation and terminate rules modelled) is
 compared with it (the moto server: see conftest.account). The model computes expiries from its own clock and its own
@@ -27,22 +29,25 @@ from datetime import UTC, datetime, timedelta
 import github_jobs
 import gitlab_jobs
 import sessions as session_routes
-from errors import JobOver, SessionNotFound
+from errors import JobOver, SessionKept, SessionNotFound
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from launch import create_session, release_session
-from session_naming import KEEP_TAG, SESSION_TAG, clients
+from session_naming import KEEP_TAG, SESSION_TAG, SessionName, clients
+from session_naming.github import runner_name
 from session_naming.settings import load_collector, load_launcher
 from sweep import sweep
 
 from tests.reliability.conftest import examples
 from tests.reliability.tally import TALLY
 from tests.support.aws_rules import model_aws_rules
+from tests.support.deliveries import iso
 from tests.support.handlers import load_fixture
 from tests.support.seed import left_behind, seed_left_behind
 from tools.local_stack import make_launcher_stack
 
 REGION = "us-east-1"
+OTHER_REGION = "eu-west-1"  # swept too: a keep tag there keeps a session here
 BASE = "ec2-test-runner"
 GRACE = timedelta(seconds=300)
 T0 = datetime(2026, 11, 24, 22, 0, 0, tzinfo=UTC)
@@ -75,6 +80,7 @@ class Session:
     gone: set[str] = field(default_factory=set)  # named kinds the model says no longer exist
     left: dict[str, set[str]] = field(default_factory=lambda: {kind: set() for kind in LEFT_BEHIND})
     left_gone: set[str] = field(default_factory=set)  # identifiers of left-behind resources now gone
+    kept: bool = False  # an operator tagged a resource of it keep, in this region or another
 
     def ident(self, kind: str) -> str | None:
         return {
@@ -130,7 +136,13 @@ class AccountModel(RuleBasedStateMachine):
         )["LaunchTemplate"]["LaunchTemplateId"]
         stack = make_launcher_stack(self.clients, "ModelWebhookSecret0123456789abcdefghijklmnopqr", REGION)
         self.launcher = load_launcher(
-            {"SESSION_BASES": BASE, "LAUNCH_TEMPLATE_ID": template, "MAX_LIVE_SESSIONS": "2000", **stack}
+            {
+                "SESSION_BASES": BASE,
+                "LAUNCH_TEMPLATE_ID": template,
+                "MAX_LIVE_SESSIONS": "2000",
+                "REGIONS": f"{REGION},{OTHER_REGION}",
+                **stack,
+            }
         )
         # The job routes call the launcher's own clients; AWS's rules go on them too (once per client).
         launcher_ec2 = clients.client("ec2", REGION)
@@ -138,7 +150,9 @@ class AccountModel(RuleBasedStateMachine):
             model_aws_rules(launcher_ec2)
             launcher_ec2.aws_rules_modelled = True
         self.jobs: dict[tuple[str, int], dict] = {}  # (system, job) -> {"over": bool, "sessions": set of names}
-        self.collector = load_collector({"SESSION_BASES": BASE, "REGIONS": REGION, "GRACE_SECONDS": "300"})
+        self.collector = load_collector(
+            {"SESSION_BASES": BASE, "REGIONS": f"{REGION},{OTHER_REGION}", "GRACE_SECONDS": "300"}
+        )
         self.sessions: dict[str, Session] = {}
         self.protected: dict[tuple[str, str], str] = {}  # (kind, ident) -> why it must never go
         self.legacy_keys: dict[str, datetime] = {}  # own-base untagged ec2test key pairs: swept when due
@@ -256,10 +270,13 @@ class AccountModel(RuleBasedStateMachine):
         if not finished:
             assert status == 202, (status, answer)
             return
-        expected = {
+        there = {
             name for name in record["sessions"] if {"key_pair", "security_group"} & set(self.sessions[name].present())
         }
-        assert status == 200 and set(answer["released"]) == expected and answer["kept"] == [], (answer, expected)
+        expected = {name for name in there if not self.sessions[name].kept}
+        kept = there - expected
+        assert status == 200 and set(answer["released"]) == expected, (answer, expected)
+        assert set(answer["kept"]) == kept, (answer, kept)
         for name in expected:
             self._released(self.sessions[name])
         record["over"] = True
@@ -271,14 +288,44 @@ class AccountModel(RuleBasedStateMachine):
             "completed": "workflow_job-completed.success.with-organization.payload.json",
         }[action]
         payload = json.loads(load_fixture(f"github/{fixture}"))
-        payload["workflow_job"].update(id=job, labels=["self-hosted", "ec2-session"])
+        payload["workflow_job"].update(id=job, labels=["self-hosted", "ec2-session"], created_at=iso(self.now))
         return json.dumps(payload).encode()
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=st.integers(0, 10**6))
+    def runner_name_from_another_job(self, pick):
+        """A job ends whose runner carries a live session's runner name (anyone may register one so named)."""
+        session = sorted(self.sessions.values(), key=lambda s: s.name)[pick % len(self.sessions)]
+        payload = json.loads(self._delivery("completed", 1000 + pick))
+        payload["workflow_job"]["runner_name"] = runner_name(SessionName(session.name))
+        status, answer = github_jobs.handle(self.launcher, "workflow_job", json.dumps(payload).encode(), self.now)
+        assert (status, answer) == (200, {"released": [], "kept": []}), answer
+
+    @precondition(lambda self: self.sessions)
+    @rule(pick=st.integers(0, 10**6))
+    def keep_in_another_region(self, pick):
+        """An operator keeps a session by tagging something of it in another swept region."""
+        session = sorted(self.sessions.values(), key=lambda s: s.name)[pick % len(self.sessions)]
+        if session.kept:
+            return
+        self.clients("ec2", OTHER_REGION).create_key_pair(
+            KeyName=session.name,
+            KeyType="ed25519",
+            TagSpecifications=[{"ResourceType": "key-pair", "Tags": tags(session.name, keep=True)}],
+        )
+        session.kept = True
 
     @precondition(lambda self: self.sessions)
     @rule(pick=st.integers(0, 10**6))
     def release(self, pick):
         session = sorted(self.sessions.values(), key=lambda s: s.name)[pick % len(self.sessions)]
         present = session.present()
+        if session.kept:
+            try:
+                release_session(self.clients, self.launcher, session.name)
+            except SessionKept:
+                return
+            raise AssertionError(f"releasing {session.name}, kept in {OTHER_REGION}, did not answer kept")
         if not present and not session.still_left():
             try:
                 release_session(self.clients, self.launcher, session.name)
@@ -419,7 +466,7 @@ class AccountModel(RuleBasedStateMachine):
     def expected_sweep(self) -> dict[str, set[str]]:
         """What one real sweep at ``now`` must delete, by kind, named as the summary names them."""
         expected = {kind: set() for kind in KINDS}
-        due = [s for s in self.sessions.values() if self.due(s.expires, self.now)]
+        due = [s for s in self.sessions.values() if self.due(s.expires, self.now) and not s.kept]
         ending = set()
         for session in due:
             for kind in ("instance", "parameter", "key_pair", *session.still_left()):
@@ -516,15 +563,13 @@ class AccountModel(RuleBasedStateMachine):
         deleted = {kind: set(summary["regions"][REGION][kind]["deleted"]) for kind in KINDS}
         self.apply_sweep(deleted)
         have = self.inventory()
+        ours = [session for session in self.sessions.values() if not session.kept]  # kept: an operator's to end
         leaked = [
-            (kind, ident)
-            for session in self.sessions.values()
-            for kind, ident in session.present().items()
-            if ident in have[kind]
+            (kind, ident) for session in ours for kind, ident in session.present().items() if ident in have[kind]
         ] + [name for name in self.legacy_keys if name in have["key_pair"]]
         leaked += [
             (kind, ident)
-            for session in self.sessions.values()
+            for session in ours
             for kind, idents in session.still_left().items()
             for ident in idents & have[kind]
         ]

@@ -297,6 +297,12 @@ def _app_of(secret: str, api_url: str) -> GitHubApp | None:
     return app_from_secret(secret, api_url)
 
 
+def reset() -> None:
+    """Forget the container's App and its installation tokens (tests: a new container)."""
+    _app_of.cache_clear()
+    _provider.cache_clear()
+
+
 class GitHubApp:
     """A GitHub App: its JWT, installation tokens, and the runner calls made with them.
 

@@ -504,27 +504,41 @@ class Verdicts:
     failed: list[tuple[Found, str]] = field(default_factory=list)  # (resource, error code)
 
 
-def judge(listed: Iterable[Found], bases: Iterable[str], sweep_untagged: bool = False) -> Verdicts:
-    """Split a listing into what may be deleted and what is kept, with why: one rule for sweep and release.
+def kept_sessions(listed: Iterable[Found]) -> tuple[set[str], dict[int, str]]:
+    """The sessions some listed resource keeps, and the resources whose tags could not be read (by ``id``).
 
-    A session with a resource tagged keep, in any letter case and of any
-    kind, is kept whole. Expiry is left to the caller (a release ignores
-    it). A resource whose judging raises is that resource's failure alone,
-    never the listing's.
+    A resource tagged keep, in any letter case and of any kind, keeps the
+    session it claims by name and the one its tag names, if another. One
+    whose tags cannot be read cannot prove its session is not kept: its
+    session is kept too, and the resource itself fails.
     """
-    listed = list(listed)
-    bases = tuple(bases)
-    kept_sessions: set[str] = set()
+    kept: set[str] = set()
     unreadable: dict[int, str] = {}  # id(found) -> error code
     for found in listed:
         try:
             tags = found.tags
             if tags is not None and keeps(tags):
-                # The session it claims by name, and the one its tag names if another.
-                kept_sessions.update(s for s in (found.name, tags.get(SESSION_TAG)) if s)
-        except Exception as error:  # cannot prove its session is not kept: keep the session, fail the resource
+                kept.update(s for s in (found.name, tags.get(SESSION_TAG)) if s)
+        except Exception as error:
             unreadable[id(found)] = error_code(error)
-            kept_sessions.add(found.name)
+            kept.add(found.name)
+    return kept, unreadable
+
+
+def judge(
+    listed: Iterable[Found], bases: Iterable[str], sweep_untagged: bool = False, kept_elsewhere: Iterable[str] = ()
+) -> Verdicts:
+    """Split a listing into what may be deleted and what is kept, with why: one rule for sweep and release.
+
+    A session with a resource tagged keep, here or in ``kept_elsewhere``
+    (the sessions other regions' listings keep), is kept whole. Expiry is
+    left to the caller (a release ignores it). A resource whose judging
+    raises is that resource's failure alone, never the listing's.
+    """
+    listed = list(listed)
+    bases = tuple(bases)
+    kept_here, unreadable = kept_sessions(listed)
+    kept_sessions_all = kept_here | set(kept_elsewhere)
     verdicts = Verdicts()
     for found in listed:
         if id(found) in unreadable:
@@ -532,7 +546,7 @@ def judge(listed: Iterable[Found], bases: Iterable[str], sweep_untagged: bool = 
             continue
         try:
             reason = refusal(found, bases, sweep_untagged)
-            if reason is None and found.name in kept_sessions:
+            if reason is None and found.name in kept_sessions_all:
                 reason = "keep-tag"
         except Exception as error:  # one odd resource must not stop the judging of the others
             verdicts.failed.append((found, error_code(error)))
@@ -545,20 +559,23 @@ def judge(listed: Iterable[Found], bases: Iterable[str], sweep_untagged: bool = 
 
 
 def session_resources(
-    clients: Clients, region: str, name: SessionName, bases: Iterable[str]
-) -> tuple[list[Found], list[dict[str, str]]]:
-    """Everything of one session, split into what may be deleted and what is kept (with why).
+    clients: Clients, regions: Iterable[str], name: SessionName, bases: Iterable[str]
+) -> tuple[dict[str, list[Found]], list[dict[str, str]]]:
+    """Everything of one session in every region, split into what may be deleted (by region) and what is kept.
 
     The launcher's release: every kind is listed for this one session (by
-    name, by ``Name`` tag, by path or by session tag) and judged by the
-    sweep's own rule, so a keep tag on any resource, a parameter included,
-    in any letter case, keeps the whole session here as in a sweep.
+    name, by ``Name`` tag, by path or by session tag) in every region the
+    stack works in, before anything is deleted, and judged by the sweep's own
+    rule: a keep tag on any resource, a parameter included, in any letter
+    case and in any region, keeps the whole session here as in a sweep.
     """
-    listed = [found for kind in ORDER for found in kind.listing(clients, region, [name])]
-    verdicts = judge(listed, bases)
+    listed = {region: [f for kind in ORDER for f in kind.listing(clients, region, [name])] for region in regions}
+    verdicts = judge([f for founds in listed.values() for f in founds], bases)
+    may_go = {id(found) for found in verdicts.deletable}
+    deletable = {region: [f for f in founds if id(f) in may_go] for region, founds in listed.items()}
     kept = [{"kind": f.kind, "id": f.ident, "reason": reason} for f, reason in verdicts.kept]
     kept += [{"kind": f.kind, "id": f.ident, "reason": "unjudged", "error": code} for f, code in verdicts.failed]
-    return verdicts.deletable, kept
+    return {region: founds for region, founds in deletable.items() if founds}, kept
 
 
 def error_code(error: Exception) -> str:

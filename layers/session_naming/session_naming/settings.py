@@ -65,6 +65,7 @@ class CollectorSettings:
 class LauncherSettings:
     session_bases: tuple[str, ...]
     region: str
+    regions: tuple[str, ...]  # where the stack works: a keep tag in any of them keeps the session
     default_lifetime: timedelta
     max_lifetime: timedelta
     max_live_sessions: int
@@ -224,10 +225,13 @@ def load_launcher(env: Mapping[str, str] = os.environ) -> LauncherSettings:
             f"DEFAULT_LIFETIME_MINUTES ({default_minutes}) must not exceed MAX_LIFETIME_MINUTES ({max_minutes})"
         )
     region = read.regions("AWS_REGION", _own_region(env))
+    own = region[0] if region else ""
+    regions = read.regions("REGIONS", own or None)
     label = read.raw("GITHUB_LABEL", "ec2-session")
     settings = LauncherSettings(
         session_bases=read.bases(),
-        region=region[0] if region else "",
+        region=own,
+        regions=tuple(dict.fromkeys((own, *regions))) if own else regions,
         default_lifetime=timedelta(minutes=default_minutes),
         max_lifetime=timedelta(minutes=max_minutes),
         # At most 2,000: every live session of a base is an entry of one DynamoDB item (400 KB at most).

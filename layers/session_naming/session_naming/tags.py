@@ -23,6 +23,9 @@ KEEP_TAG = "ec2-sessions:keep"
 GITHUB_JOB_TAG = "ec2-sessions:github-job"
 GITHUB_RUNNER_TAG = "ec2-sessions:github-runner"
 GITLAB_JOB_TAG = "ec2-sessions:gitlab-job"
+PROFILE_TAG = "ec2-sessions:profile"
+# On /<session>/runner-jitconfig: the ARN of the one instance whose role may read it.
+INSTANCE_TAG = "ec2-sessions:instance"
 
 
 def _tags(name: SessionName, extra: Mapping[str, str] | None) -> dict[str, str]:
