@@ -15,30 +15,57 @@ refuses what GitHub would refuse:
 - generate-jitconfig bodies: ``name`` 1 to 64 characters and unique in its
   repository or organisation (``409``), ``runner_group_id`` an integer naming
   a group, ``labels`` a non-empty list of strings, ``work_folder`` a string;
-- deleting a busy runner is ``422``, as on GitHub.
+- deleting a busy runner is ``422``, as on GitHub;
+- webhook deliveries (list, redeliver) take the App's JWT only (an
+  installation token is ``401``, as GitHub answers any non-JWT there); the
+  listing is newest first, ``per_page`` clamped to 100, paged by an opaque
+  ``cursor`` in ``Link: rel="next"`` (an unknown cursor is ``422``), shows
+  the last three days, filters by ``status=success|failure``; a redelivery
+  of an unknown id is ``404``, of one older than three days ``422``;
+- check runs, workflow runs and re-runs take an installation token covering
+  the repository and holding the permission GitHub asks for (``checks:
+  write``, ``actions: read``/``write``; without it ``403 Resource not
+  accessible by integration``); request bodies are checked against GitHub's
+  own OpenAPI schemas (``tests/events/github/api/``), and more strictly than
+  GitHub, unknown keys are refused (``422``); a check run's ``head_sha`` must
+  be a commit's 40 hex characters and ``status: completed`` or
+  ``completed_at`` needs a ``conclusion`` (``422``); an unknown run is
+  ``404``; re-running a run that has not completed is ``403`` ("This
+  workflow is already running", as GitHub answers).
 
 Answers have GitHub's documented shapes and headers (``x-ratelimit-*`` on
 every one, ``Link`` on listings, pointing at ``repositories/{id}/...`` as
-GitHub's do). Its time is a ``Clock`` the tests move, shared with the client
-under test (``fake.app()``), so token expiry, JWT windows and rate-limit
-waits are exact and instant. State is plain attributes: ``installations``,
-``runners`` (per scope root, lower case), ``calls``, ``counts``, and knobs to
-answer rate limits or errors a number of times.
+GitHub's do); check runs and workflow runs are GitHub's documented examples
+with the fake's values laid over them. Its time is a ``Clock`` the tests
+move, shared with the client under test (``fake.app()``), so token expiry,
+JWT windows and rate-limit waits are exact and instant.
+
+State is plain attributes: ``installations`` (``install``, with the
+permissions granted), ``runners`` (per scope root, lower case),
+``deliveries`` (newest first; ``add_delivery``), ``redeliveries`` (the ids
+asked for), ``check_runs`` (request bodies per repository root, lower case),
+``workflow_runs`` (by ``(root, id)``; ``add_workflow_run``), ``reruns``,
+``calls``, ``counts`` (per route). Knobs: ``rate_limit`` and ``fail`` answer
+the next requests (of a route) with a limit or an error;
+``redelivery_status`` is the status code a redelivery meets (default 200).
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 import secrets
 import string
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -61,8 +88,29 @@ _ROUTES = [
     ("GET", "list-runners", rf"(?P<root>repos/{_NAME}/{_NAME}|orgs/{_NAME}|repositories/\d+)/actions/runners"),
     ("GET", "get-runner", rf"(?P<root>repos/{_NAME}/{_NAME}|orgs/{_NAME})/actions/runners/(?P<id>\d+)"),
     ("DELETE", "delete-runner", rf"(?P<root>repos/{_NAME}/{_NAME}|orgs/{_NAME})/actions/runners/(?P<id>\d+)"),
+    ("GET", "list-webhook-deliveries", r"app/hook/deliveries"),
+    ("POST", "redeliver-webhook-delivery", r"app/hook/deliveries/(?P<delivery>\d+)/attempts"),
+    ("POST", "create-check-run", rf"(?P<root>repos/{_NAME}/{_NAME})/check-runs"),
+    ("GET", "get-workflow-run", rf"(?P<root>repos/{_NAME}/{_NAME})/actions/runs/(?P<run>\d+)"),
+    ("POST", "rerun-failed-jobs", rf"(?P<root>repos/{_NAME}/{_NAME})/actions/runs/(?P<run>\d+)/rerun-failed-jobs"),
 ]
 _READ_ONLY_LABELS = {"self-hosted", "linux", "x64", "arm64"}
+_JWT_ROUTES = {"create-installation-token", "get-installation", "list-webhook-deliveries", "redeliver-webhook-delivery"}
+_PERMISSION = {  # route: (permission, level) an installation token needs, as GitHub documents
+    "create-check-run": ("checks", "write"),
+    "get-workflow-run": ("actions", "read"),
+    "rerun-failed-jobs": ("actions", "write"),
+}
+DEFAULT_PERMISSIONS = {
+    "administration": "write",
+    "organization_self_hosted_runners": "write",
+    "checks": "write",
+    "actions": "write",
+    "metadata": "read",
+}
+DELIVERY_DAYS = 3  # GitHub keeps, lists and redelivers a webhook's deliveries for three days
+OPENAPI = Path(__file__).resolve().parents[1] / "events" / "github" / "api" / "reconcile-operations.openapi.json"
+_SHA = re.compile(r"[0-9a-f]{40}", re.ASCII)
 
 
 @cache
@@ -87,6 +135,11 @@ def app_private_key() -> str:
 def other_private_key() -> str:
     """A well-formed RSA key that is not the App's: GitHub refuses what it signs."""
     return _key("other")[0]
+
+
+@cache
+def _loaded_key(pem: str):
+    return serialization.load_pem_private_key(pem.encode(), password=None)
 
 
 class Clock:
@@ -141,6 +194,11 @@ class Installation:
     account: str
     target_type: str = "Organization"
     repositories: set[str] | None = None  # lower-case names; None: every repository of the account
+    permissions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PERMISSIONS))
+
+    def allows(self, permission: str, level: str) -> bool:
+        granted = self.permissions.get(permission)
+        return granted == "write" or granted == level
 
     def covers(self, owner: str, repo: str | None) -> bool:
         if owner.lower() != self.account.lower():
@@ -148,6 +206,55 @@ class Installation:
         if repo is None:
             return self.target_type == "Organization"
         return self.repositories is None or repo.lower() in self.repositories
+
+
+@dataclass
+class FakeDelivery:
+    """One delivery of the App's webhook; ``delivered_at`` in epoch seconds."""
+
+    id: int
+    guid: str
+    delivered_at: float
+    status_code: int = 200
+    event: str = "workflow_job"
+    action: str | None = "queued"
+    redelivery: bool = False
+    installation_id: int | None = None
+    repository_id: int | None = None
+    duration: float = 0.27
+
+    def shown(self) -> dict:
+        """The delivery as GitHub lists it (``hook-delivery-item``)."""
+        if self.status_code == 0:
+            status = "failed to connect"
+        elif 200 <= self.status_code < 300:
+            status = "OK"
+        else:
+            status = f"Invalid HTTP Response: {self.status_code}"
+        return {
+            "id": self.id,
+            "guid": self.guid,
+            "delivered_at": _iso(self.delivered_at),
+            "redelivery": self.redelivery,
+            "duration": self.duration,
+            "status": status,
+            "status_code": self.status_code,
+            "event": self.event,
+            "action": self.action,
+            "installation_id": self.installation_id,
+            "repository_id": self.repository_id,
+            "throttled_at": None,
+        }
+
+
+@dataclass
+class FakeWorkflowRun:
+    id: int
+    root: str  # repos/O/R, lower case
+    status: str = "completed"
+    conclusion: str | None = "failure"
+    run_attempt: int = 1
+    head_sha: str = "acb5820ced9479c074f688cc328bf03f341a511d"
 
 
 @dataclass(frozen=True)
@@ -188,6 +295,12 @@ class GitHubFake:
         self.token_lifetime = 3600.0
         self.send_link = True
         self.link_root: str | None = None  # another root for Link URLs (a misbehaving server)
+        self.deliveries: list[FakeDelivery] = []  # newest first
+        self.redeliveries: list[int] = []  # delivery ids, in the order they were asked for
+        self.redelivery_status = 200  # the status code the launcher answers a redelivery with
+        self.check_runs: dict[str, list[dict]] = {}  # repository root (lower case) -> request bodies
+        self.workflow_runs: dict[tuple[str, int], FakeWorkflowRun] = {}  # (root, run id) -> run
+        self.reruns: list[tuple[str, int, object]] = []  # (root, run id, request body)
         self.calls: list[Call] = []
         self.counts: Counter[str] = Counter()
         self.jit_configs: list[str] = []
@@ -197,6 +310,7 @@ class GitHubFake:
         self._planned: list[_Planned] = []
         self._repo_ids: dict[str, int] = {}
         self._next_id = 23
+        self._next_delivery = 12345678
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -225,20 +339,35 @@ class GitHubFake:
         from session_naming.github import GitHubApp
 
         options = {"clock": self.clock, "sleep": self.clock.sleep, **options}
-        return GitHubApp(
-            self.url, options.pop("app_id", str(self.app_id)), options.pop("key", self.private_key_pem), **options
-        )
+        pem = options.pop("key", self.private_key_pem)
+        app = GitHubApp(self.url, options.pop("app_id", str(self.app_id)), pem, **options)
+        loaded = _loaded_key(pem) if pem in (app_private_key(), other_private_key()) else None
+        if loaded is not None:
+            # cryptography checks an RSA key as it parses it (about 60 ms); the fake's own
+            # keys are parsed once per run, not once per test. The client's parsing stays
+            # tested wherever a test builds its GitHubApp itself (load_app, a bad PEM).
+            app._key = loaded
+        return app
 
     # -- state the tests set -------------------------------------------------
 
     def install(
-        self, account: str, repositories: list[str] | None = None, *, installation_id: int | None = None
+        self,
+        account: str,
+        repositories: list[str] | None = None,
+        *,
+        installation_id: int | None = None,
+        permissions: dict[str, str] | None = None,
     ) -> int:
-        """Install the App on an organisation (all its repositories, or those named); answer its id."""
+        """Install the App on an organisation (all its repositories, or those named); answer its id.
+
+        ``permissions`` replaces the App's granted permissions (``DEFAULT_PERMISSIONS``).
+        """
         with self._lock:
             ident = installation_id or 3456996 + len(self.installations)
             repos = None if repositories is None else {r.lower() for r in repositories}
-            self.installations[ident] = Installation(ident, account, "Organization", repos)
+            granted = dict(DEFAULT_PERMISSIONS if permissions is None else permissions)
+            self.installations[ident] = Installation(ident, account, "Organization", repos, granted)
             return ident
 
     def app_secret(self, secretsmanager, name: str = "ec2-sessions/github-app") -> str:
@@ -252,6 +381,54 @@ class GitHubFake:
             runner = FakeRunner(self._new_id(), name, status, busy)
             self.runners.setdefault(root.lower(), {})[runner.id] = runner
             return runner
+
+    def add_delivery(
+        self,
+        guid: str | None = None,
+        *,
+        status_code: int = 200,
+        ago: float = 0.0,
+        event: str = "workflow_job",
+        action: str | None = "queued",
+        redelivery: bool = False,
+        installation_id: int | None = None,
+        repository_id: int | None = None,
+    ) -> FakeDelivery:
+        """Record a delivery of the App's webhook made ``ago`` seconds back; kept newest first."""
+        with self._lock:
+            self._next_delivery += 1
+            delivery = FakeDelivery(
+                self._next_delivery,
+                guid or str(uuid.uuid4()),
+                self.clock() - ago,
+                status_code,
+                event,
+                action,
+                redelivery,
+                installation_id,
+                repository_id,
+            )
+            self.deliveries.append(delivery)
+            self.deliveries.sort(key=lambda d: (d.delivered_at, d.id), reverse=True)
+            return delivery
+
+    def add_workflow_run(
+        self,
+        root: str,
+        *,
+        status: str = "completed",
+        conclusion: str | None = "failure",
+        run_attempt: int = 1,
+        head_sha: str | None = None,
+    ) -> FakeWorkflowRun:
+        """A workflow run in a repository (``root``: ``repos/O/R``), as a push would make."""
+        with self._lock:
+            ident = 30433642 + self._new_id()
+            run = FakeWorkflowRun(
+                ident, root.lower(), status, conclusion, run_attempt, head_sha or secrets.token_hex(20)
+            )
+            self.workflow_runs[(run.root, ident)] = run
+            return run
 
     def runner_names(self, root: str) -> set[str]:
         with self._lock:
@@ -353,7 +530,7 @@ class GitHubFake:
                 planned.times -= 1
                 return planned.status, dict(planned.headers), _error(planned.message), "planned", parsed
         credential = _bearer(headers.get("Authorization", ""))
-        if route in ("create-installation-token", "get-installation"):
+        if route in _JWT_ROUTES:
             problem = self._jwt_problem(credential)
             if problem:
                 return 401, {}, _error(problem), "bad-jwt", parsed
@@ -372,8 +549,12 @@ class GitHubFake:
             root = match.groupdict().get("root")
             if root and root.startswith("repositories/"):
                 root = self._root_of_repo_id(int(root.split("/")[1]))
-            if root is None or not self.installations[int(auth.split(":")[1])].covers(*_owner_repo(root)):
+            installation = self.installations[int(auth.split(":")[1])]
+            if root is None or not installation.covers(*_owner_repo(root)):
                 return 404, limits, _error("Not Found"), auth, parsed
+            needed = _PERMISSION.get(route)
+            if needed is not None and not installation.allows(*needed):
+                return 403, limits, _error("Resource not accessible by integration"), auth, parsed
             status, extra, answer = handler(root, match, query, parsed)
         else:
             status, extra, answer = handler(match, query, parsed)
@@ -450,11 +631,7 @@ class GitHubFake:
             {
                 "token": token,
                 "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
-                "permissions": {
-                    "administration": "write",
-                    "organization_self_hosted_runners": "write",
-                    "metadata": "read",
-                },
+                "permissions": dict(installation.permissions),
                 "repository_selection": "all" if installation.repositories is None else "selected",
             },
         )
@@ -478,6 +655,58 @@ class GitHubFake:
                     },
                 )
         return 404, {}, _error("Not Found")
+
+    def _list_webhook_deliveries(self, match, query, body):
+        try:
+            per_page = min(int(query.get("per_page", 30)), 100)  # GitHub clamps, as for every listing
+        except ValueError:
+            return 422, {}, _error("Invalid request.")
+        if per_page < 1:
+            return 422, {}, _error("Invalid request.")
+        kept = [d for d in self.deliveries if d.delivered_at > self.clock() - DELIVERY_DAYS * 86400]
+        wanted = query.get("status")
+        if wanted not in (None, "success", "failure"):
+            return 422, {}, _error("Invalid request.\n\nstatus must be one of success, failure.")
+        if wanted is not None:
+            low, high = (200, 399) if wanted == "success" else (400, 599)
+            kept = [d for d in kept if low <= d.status_code <= high]
+        start = 0
+        if "cursor" in query:
+            cursor = query["cursor"]
+            after = next((i for i, d in enumerate(kept) if cursor == f"v1_{d.id}"), None)
+            if after is None:
+                return 422, {}, _error("Invalid request.\n\nThe cursor is not valid.")
+            start = after + 1
+        shown = kept[start : start + per_page]
+        extra = {}
+        if self.send_link and start + per_page < len(kept):
+            filters = "" if wanted is None else f"&status={wanted}"
+            url = f"{self.link_root or self.url}/app/hook/deliveries?per_page={per_page}{filters}"
+            extra["link"] = f'<{url}&cursor=v1_{shown[-1].id}>; rel="next"'
+        return 200, extra, [d.shown() for d in shown]
+
+    def _redeliver_webhook_delivery(self, match, query, body):
+        ident = int(match["delivery"])
+        original = next((d for d in self.deliveries if d.id == ident), None)
+        if original is None:
+            return 404, {}, _error("Not Found")
+        if original.delivered_at <= self.clock() - DELIVERY_DAYS * 86400:
+            return 422, {}, _error("Validation Failed: only deliveries of the past three days are redelivered")
+        self.redeliveries.append(ident)
+        self._next_delivery += 1
+        again = FakeDelivery(
+            self._next_delivery,
+            original.guid,
+            self.clock(),
+            self.redelivery_status,
+            original.event,
+            original.action,
+            True,
+            original.installation_id,
+            original.repository_id,
+        )
+        self.deliveries.insert(0, again)
+        return 202, {}, {}
 
     # -- routes (installation token) ----------------------------------------
 
@@ -537,6 +766,102 @@ class GitHubFake:
             return 404, {}, _error("Not Found")
         return 200, {}, runner.shown()
 
+    def _create_check_run(self, root, match, query, body):
+        problem = _body_problem("/repos/{owner}/{repo}/check-runs", "post", body)
+        if problem is None:
+            if not body["name"].strip():
+                problem = "name can't be blank"
+            elif "conclusion" not in body and (body.get("status") == "completed" or "completed_at" in body):
+                problem = "conclusion is required when status is completed or completed_at is given"
+        if problem is not None:
+            return 422, {}, _error("Invalid request.\n\n" + problem)
+        if not _SHA.fullmatch(body["head_sha"]):
+            return 422, {}, _error(f"No commit found for SHA: {body['head_sha']}")
+        self.check_runs.setdefault(root.lower(), []).append(body)
+        return 201, {}, self._check_run_shown(root, self._new_id(), body)
+
+    def _check_run_shown(self, root: str, ident: int, body: dict) -> dict:
+        """GitHub's documented completed check run, with this one's values laid over it."""
+        shown = copy.deepcopy(_example("/repos/{owner}/{repo}/check-runs", "post", "example-of-completed-conclusion"))
+        owner, repo = _owner_repo(root)
+        conclusion = body.get("conclusion")
+        status = "completed" if conclusion is not None else body.get("status", "queued")
+        now = _iso(self.clock())
+        output = body.get("output") or {}
+        url = f"{self.url}/{root}/check-runs/{ident}"
+        shown.update(
+            id=ident,
+            node_id=base64.b64encode(f"CheckRun{ident}".encode()).decode(),
+            head_sha=body["head_sha"],
+            name=body["name"],
+            external_id=body.get("external_id", ""),
+            url=url,
+            html_url=f"https://github.com/{owner}/{repo}/runs/{ident}",
+            details_url=body.get("details_url", shown["details_url"]),
+            status=status,
+            conclusion=conclusion,
+            started_at=body.get("started_at", now),
+            completed_at=body.get("completed_at", now) if status == "completed" else None,
+            output={
+                "title": output.get("title"),
+                "summary": output.get("summary"),
+                "text": output.get("text"),
+                "annotations_count": len(output.get("annotations", [])),
+                "annotations_url": f"{url}/annotations",
+            },
+            check_suite={"id": self._new_id()},
+            pull_requests=[],
+        )
+        shown["app"] = {**shown["app"], "id": self.app_id}
+        return shown
+
+    def _get_workflow_run(self, root, match, query, body):
+        run = self.workflow_runs.get((root.lower(), int(match["run"])))
+        if run is None:
+            return 404, {}, _error("Not Found")
+        return 200, {}, self._workflow_run_shown(root, run)
+
+    def _workflow_run_shown(self, root: str, run: FakeWorkflowRun) -> dict:
+        """GitHub's documented workflow run, with this one's values laid over it."""
+        shown = copy.deepcopy(_example("/repos/{owner}/{repo}/actions/runs/{run_id}", "get", "default"))
+        owner, repo = _owner_repo(root)
+        url = f"{self.url}/{root}/actions/runs/{run.id}"
+        shown.update(
+            id=run.id,
+            node_id=base64.b64encode(f"WorkflowRun{run.id}".encode()).decode(),
+            head_sha=run.head_sha,
+            status=run.status,
+            conclusion=run.conclusion,
+            run_attempt=run.run_attempt,
+            url=url,
+            html_url=f"https://github.com/{owner}/{repo}/actions/runs/{run.id}",
+            jobs_url=f"{url}/jobs",
+            logs_url=f"{url}/logs",
+            check_suite_url=f"{self.url}/{root}/check-suites/{run.id}",
+            artifacts_url=f"{url}/artifacts",
+            cancel_url=f"{url}/cancel",
+            rerun_url=f"{url}/rerun",
+            previous_attempt_url=f"{url}/attempts/{run.run_attempt - 1}" if run.run_attempt > 1 else None,
+        )
+        shown["head_commit"] = {**shown["head_commit"], "id": run.head_sha, "tree_id": run.head_sha}
+        for key in ("repository", "head_repository"):
+            shown[key] = {**shown[key], "name": repo, "full_name": f"{owner}/{repo}"}
+        return shown
+
+    def _rerun_failed_jobs(self, root, match, query, body):
+        problem = _body_problem("/repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs", "post", body)
+        if problem is not None:
+            return 422, {}, _error("Invalid request.\n\n" + problem)
+        run = self.workflow_runs.get((root.lower(), int(match["run"])))
+        if run is None:
+            return 404, {}, _error("Not Found")
+        if run.status != "completed":
+            return 403, {}, _error("This workflow is already running")
+        self.reruns.append((root.lower(), run.id, body))
+        run.run_attempt += 1
+        run.status, run.conclusion = "queued", None
+        return 201, {}, {}
+
     def _delete_runner(self, root, match, query, body):
         scope = self.runners.get(root.lower(), {})
         runner = scope.get(int(match["id"]))
@@ -587,6 +912,38 @@ def _owner_repo(root: str) -> tuple[str, str | None]:
 
 def _error(message: str) -> dict:
     return {"message": message, "documentation_url": DOCS}
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+@cache
+def openapi() -> dict:
+    """GitHub's OpenAPI description of the operations the reconcile pass uses (tests/events/github/api)."""
+    return json.loads(OPENAPI.read_text(encoding="utf-8"))
+
+
+def _example(path: str, method: str, name: str) -> dict:
+    answer = next(r for code, r in openapi()["paths"][path][method]["responses"].items() if code.startswith("2"))
+    return answer["content"]["application/json"]["examples"][name]["value"]
+
+
+def _body_problem(path: str, method: str, body: object) -> str | None:
+    """What GitHub's schema for the request body refuses (and, stricter, any unknown key); ``None`` if nothing."""
+    from openapi_schema_validator import OAS30Validator
+
+    request = openapi()["paths"][path][method]["requestBody"]
+    schema = request["content"]["application/json"]["schema"]
+    if body is None:
+        return "a JSON body is required" if request.get("required") else None
+    errors = sorted(OAS30Validator(schema).iter_errors(body), key=lambda e: list(e.absolute_path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path)
+        message = errors[0].message if len(errors[0].message) <= 200 else "…" + errors[0].message[-100:]
+        return f"{where or 'body'}: {message}"
+    unknown = sorted(set(body) - set(schema.get("properties", {}))) if isinstance(body, dict) else []
+    return f"unknown key {unknown[0]}" if unknown else None
 
 
 def _encoded_jit_config(runner: FakeRunner, group: int) -> str:

@@ -1,11 +1,13 @@
 """A small GitHub App client: just-in-time runners registered, listed and deleted.
 
 The launcher registers one runner per job and the collector removes the
-registrations that sessions leave behind; that is six REST calls and a JWT,
-so this is a few functions over ``urllib3`` (already loaded with botocore)
-rather than an SDK on the cold-start path. PyJWT and cryptography are
-imported only when a JWT is signed: a launcher that never meets a GitHub job
-never pays for them.
+registrations that sessions leave behind; the launcher's reconcile pass also
+redelivers lost webhook deliveries, shows a failed check run for a job left
+without a session and re-runs interrupted jobs. That is a dozen REST calls
+and a JWT, so this is a few functions over ``urllib3`` (already loaded with
+botocore) rather than an SDK on the cold-start path. PyJWT and cryptography
+are imported only when a JWT is signed: a launcher that never meets a GitHub
+job never pays for them.
 
 The client takes its HTTP pool, clock and sleep as arguments, so tests run it
 against a fake GitHub over loopback with a controlled clock. It follows
@@ -54,6 +56,9 @@ TOKEN_MARGIN_SECONDS = 5 * 60  # an installation token is replaced this long bef
 RETRY_AFTER_DEFAULT = 60.0  # GitHub: "otherwise, wait for at least one minute"
 MAX_PAGES = 1000
 MAX_RATE_LIMIT_WAITS = 3  # per call: a limit that keeps coming back is not waited out forever
+CHECK_RUN_NAME = "ec2-sessions"  # the check run a job that got no session shows on its commit
+MAX_CHECK_TEXT = 65535  # GitHub's limit on a check run's output summary (characters)
+JWT_REUSE_SECONDS = 5 * 60  # one JWT serves a listing's pages while this young (it lives nine minutes)
 
 _SEGMENT = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,100}", re.ASCII)
 _REGISTRATION = re.compile(
@@ -66,6 +71,7 @@ _RUNNER_NAME = re.compile(
     re.ASCII,
 )
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+_HEAD_SHA = re.compile(r"[0-9a-fA-F]{40}", re.ASCII)
 _CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -131,6 +137,46 @@ class Runner:
     status: str  # "online" or "offline"
     busy: bool
     path: str
+
+
+@dataclass(frozen=True)
+class HookDelivery:
+    """One delivery of the App's webhook as GitHub lists it (``apps/list-webhook-deliveries``).
+
+    ``delivered_at`` is epoch seconds. A redelivery is a delivery of its own
+    (a new ``id``) with the same ``guid``, so "was this event ever received"
+    is a question about a ``guid``, never an ``id``. ``status_code`` is what
+    the launcher answered (0 or a 5xx when GitHub could not reach it).
+    """
+
+    id: int
+    guid: str
+    delivered_at: float
+    status_code: int
+    event: str
+    action: str | None
+    redelivery: bool
+    installation_id: int | None
+    repository_id: int | None
+
+    @property
+    def succeeded(self) -> bool:
+        """The launcher answered 2xx: GitHub counts the delivery as received."""
+        return 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    """The parts of a workflow run a re-run decision needs (``actions/get-workflow-run``).
+
+    GitHub's schema lets ``status`` and ``conclusion`` be null and does not
+    require ``run_attempt``; ``None`` stands for each when GitHub leaves it out.
+    """
+
+    id: int
+    status: str | None  # "queued", "in_progress", "completed", ...
+    conclusion: str | None  # "failure", "success", ... once completed
+    run_attempt: int | None  # 1 for the first attempt; each re-run adds one
 
 
 class AppOptions(TypedDict, total=False):
@@ -495,6 +541,118 @@ class GitHubApp:
                 break
         return list(runners.values())
 
+    # -- reconcile: lost deliveries, visible failures, re-runs -----------------
+
+    def hook_deliveries(self, since: float) -> list[HookDelivery]:
+        """The App webhook's deliveries since ``since`` (epoch seconds), newest first.
+
+        GitHub lists them newest first, a page of up to 100 at a time, each
+        page's ``Link: rel="next"`` carrying an opaque ``cursor``; paging
+        stops at the first delivery older than ``since`` (an hour's listing
+        costs a few requests, not GitHub's three days of history) or after
+        ``MAX_PAGES``. Only the App's JWT may list them. A next link that
+        leaves the listing is refused, so the JWT is never sent elsewhere.
+        """
+        operation = "list-webhook-deliveries"
+        base = "app/hook/deliveries"
+        deliveries: dict[int, HookDelivery] = {}
+        path = f"{base}?per_page={PER_PAGE}"
+        credential, signed = self.app_jwt(), self._clock()
+        for _ in range(MAX_PAGES):
+            if self._clock() - signed > JWT_REUSE_SECONDS:
+                credential, signed = self.app_jwt(), self._clock()
+            answer = self._call("GET", path, credential, operation)
+            if not isinstance(answer.data, list):
+                raise GitHubError(answer.status, "bad_response", operation)
+            reached = False
+            for item in answer.data:
+                delivery = _hook_delivery(item)
+                if delivery is None:
+                    raise GitHubError(answer.status, "bad_response", operation)
+                if delivery.delivered_at < since:
+                    reached = True
+                    continue
+                deliveries.setdefault(delivery.id, delivery)
+            following = _next_link(answer.headers.get("link"))
+            if reached or not answer.data or following is None:
+                break
+            if not following.startswith(f"{self.api_url}/{base}?"):
+                raise GitHubError(answer.status, "bad_link", operation)
+            path = following[len(self.api_url) + 1 :]
+        return sorted(deliveries.values(), key=lambda d: (d.delivered_at, d.id), reverse=True)
+
+    def redeliver(self, delivery_id: int) -> None:
+        """Ask GitHub to deliver a delivery's event again (the App's JWT; GitHub answers 202).
+
+        GitHub never retries a failed delivery by itself; the redelivery
+        arrives later as a new delivery with the same ``guid``.
+        """
+        delivery_id = _positive(delivery_id, "delivery id")
+        path = f"app/hook/deliveries/{delivery_id}/attempts"
+        self._call("POST", path, self.app_jwt(), "redeliver-webhook-delivery", expect=(202,))
+
+    def create_check_run(self, token: str, owner: str, repo: str, head_sha: str, title: str, summary: str) -> int:
+        """Show a failed ``ec2-sessions`` check run on a commit; answers the check run's id.
+
+        A job left without a session is otherwise silent until GitHub cancels
+        it a day later; a check run is where the job's author looks. It is
+        made completed with conclusion ``failure`` at once (GitHub requires a
+        conclusion with that status). Needs the App's Checks write permission.
+        """
+        root = scope_root("repo", owner, repo)
+        if not isinstance(head_sha, str) or not _HEAD_SHA.fullmatch(head_sha):
+            raise ValueError("head_sha must be a commit's 40 hexadecimal characters")
+        if not isinstance(title, str) or not title.strip():
+            raise ValueError("the check run's title must be a non-empty string")
+        if not isinstance(summary, str) or len(summary) > MAX_CHECK_TEXT:
+            raise ValueError(f"the check run's summary must be a string of at most {MAX_CHECK_TEXT} characters")
+        body = {
+            "name": CHECK_RUN_NAME,
+            "head_sha": head_sha.lower(),
+            "status": "completed",
+            "conclusion": "failure",
+            "output": {"title": title, "summary": summary},
+        }
+        operation = "create-check-run"
+        answer = self._call("POST", f"{root}/check-runs", token, operation, body, (201,))
+        data = answer.data if isinstance(answer.data, dict) else {}
+        try:
+            return _positive(data.get("id"), "check run id")
+        except ValueError:
+            raise GitHubError(answer.status, "bad_response", operation) from None
+
+    def workflow_run(self, token: str, owner: str, repo: str, run_id: int) -> WorkflowRun | None:
+        """A workflow run's status, conclusion and attempt; ``None`` when GitHub has no such run.
+
+        A re-run is asked for only once its run has ``completed``: GitHub
+        refuses to re-run a run that is still going. GitHub answers 404 too
+        when the token's installation does not cover the repository; either
+        way there is nothing this App can re-run.
+        """
+        root = scope_root("repo", owner, repo)
+        run_id = _positive(run_id, "workflow run id")
+        operation = "get-workflow-run"
+        answer = self._call("GET", f"{root}/actions/runs/{run_id}", token, operation, missing_ok=True)
+        if answer.status == 404:
+            return None
+        run = _workflow_run(answer.data)
+        if run is None or run.id != run_id:
+            raise GitHubError(answer.status, "bad_response", operation)
+        return run
+
+    def rerun_failed_jobs(self, token: str, owner: str, repo: str, run_id: int) -> None:
+        """Re-run a completed workflow run's failed jobs (and the jobs that depend on them).
+
+        For a job that failed because its session was interrupted, not
+        because of its own steps. GitHub answers 201; it refuses (403) a run
+        that has not completed, which raises ``GitHubError`` like any refusal.
+        Needs the App's Actions write permission.
+        """
+        root = scope_root("repo", owner, repo)
+        run_id = _positive(run_id, "workflow run id")
+        path = f"{root}/actions/runs/{run_id}/rerun-failed-jobs"
+        self._call("POST", path, token, "rerun-failed-jobs", expect=(201,))
+
     # -- HTTP ----------------------------------------------------------------
 
     def _call(
@@ -641,6 +799,53 @@ def _runner(item: object, base: str) -> Runner | None:
     if not (isinstance(name, str) and isinstance(status, str) and isinstance(busy, bool)):
         return None
     return Runner(ident, name, status, busy, f"{base}/{ident}")
+
+
+def _optional_id(value: object) -> tuple[bool, int | None]:
+    """``(valid, id)`` of a nullable id field: a positive whole number, or null (or absent)."""
+    if value is None:
+        return True, None
+    try:
+        return True, _positive(value, "id")
+    except ValueError:
+        return False, None
+
+
+def _hook_delivery(item: object) -> HookDelivery | None:
+    """A delivery of GitHub's ``hook-delivery-item`` shape, or ``None`` when it is not one."""
+    if not isinstance(item, dict):
+        return None
+    ident, guid, status_code, event = (item.get(k) for k in ("id", "guid", "status_code", "event"))
+    action, redelivery, delivered_at = item.get("action"), item.get("redelivery"), _epoch(item.get("delivered_at"))
+    (installation_ok, installation), (repository_ok, repository) = (
+        _optional_id(item.get("installation_id")),
+        _optional_id(item.get("repository_id")),
+    )
+    if not (isinstance(ident, int) and not isinstance(ident, bool) and ident > 0):
+        return None
+    if not (isinstance(status_code, int) and not isinstance(status_code, bool)):
+        return None
+    if not (isinstance(guid, str) and guid and isinstance(event, str) and isinstance(redelivery, bool)):
+        return None
+    if delivered_at is None or not (action is None or isinstance(action, str)):
+        return None
+    if not (installation_ok and repository_ok):
+        return None
+    return HookDelivery(ident, guid, delivered_at, status_code, event, action, redelivery, installation, repository)
+
+
+def _workflow_run(data: object) -> WorkflowRun | None:
+    """A run of GitHub's ``workflow-run`` shape (the fields used here), or ``None``."""
+    if not isinstance(data, dict):
+        return None
+    ident, status, conclusion, attempt = (data.get(k) for k in ("id", "status", "conclusion", "run_attempt"))
+    if not (isinstance(ident, int) and not isinstance(ident, bool) and ident > 0):
+        return None
+    if not all(value is None or isinstance(value, str) for value in (status, conclusion)):
+        return None
+    if attempt is not None and not (isinstance(attempt, int) and not isinstance(attempt, bool) and attempt > 0):
+        return None
+    return WorkflowRun(ident, status, conclusion, attempt)
 
 
 def _json(raw: bytes, status: int, operation: str) -> object:
