@@ -93,7 +93,7 @@ def measure(latency: float, runs: int, log) -> tuple[list[Row], list[str]]:
         datetime.now(UTC),  # noqa: E731
         slots=slots,
         ingress_cidrs=CIDRS,
-        instance=True,
+        profile=settings.profiles["default"],
     )
     table = settings.idempotency_table
     (

@@ -14,8 +14,23 @@ def make_launcher_stack(clients, secret: str, region: str = "us-east-1") -> dict
     dynamodb = clients("dynamodb", region)
     dynamodb.create_table(
         TableName=TABLE,
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "awaiting", "AttributeType": "S"},
+            {"AttributeName": "due_at", "AttributeType": "N"},
+        ],
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        # The jobs the reconcile pass serves: only items that await something are in it (a sparse index).
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "due",
+                "KeySchema": [
+                    {"AttributeName": "awaiting", "KeyType": "HASH"},
+                    {"AttributeName": "due_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.update_time_to_live(

@@ -20,7 +20,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -28,8 +28,19 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from errors import DomainError, JobBusy, JobOver, LaunchFailed, SessionKept, SessionNotFound, TooManySessions
+from errors import (
+    NO_PROFILE,
+    DomainError,
+    JobBusy,
+    JobOver,
+    LaunchFailed,
+    NoCapacity,
+    SessionKept,
+    SessionNotFound,
+    TooManySessions,
+)
 from http_errors import HttpError, NotFound
+from interruption import is_interruption
 from request import Request, delivery_key, read_request
 from session_naming import clients
 from session_naming.settings import LauncherSettings, load_launcher
@@ -44,7 +55,10 @@ STATUS: dict[type[DomainError], tuple[int, str]] = {
     JobOver: (409, "job_over"),
     JobBusy: (409, "conflict"),
     TooManySessions: (429, "too_many_sessions"),
+    NoCapacity: (503, "no_capacity"),
 }
+RETRY_AFTER_SECONDS = 60  # a 503 for capacity: EC2's pools refill within minutes
+TRY_LATER = (TooManySessions, JobBusy, NoCapacity)  # "try again later": never stored as a delivery's answer
 
 logger = Logger()
 metrics = Metrics()
@@ -56,6 +70,7 @@ warnings.filterwarnings("ignore", "No application metrics to publish", UserWarni
 class Answer:
     status: int
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,15 @@ class Route:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    """A Function URL request; or, told apart by their shapes, a spot interruption or the reconcile schedule."""
+    if is_interruption(event):
+        from interruption import handle
+
+        return handle(load_launcher(), event, datetime.now(UTC))
+    if is_reconcile(event):
+        from reconcile import reconcile
+
+        return reconcile(load_launcher(), datetime.now(UTC), lambda: context.get_remaining_time_in_millis() / 1000)
     try:
         result = answer(event, context)
     except (HttpError, DomainError) as error:
@@ -79,7 +103,16 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     except Exception as error:  # noqa: BLE001 - the one 500, with an error code in the log and nothing in the answer
         result = unexpected(error)
     body = json.dumps(result.body, separators=(",", ":"))
-    return {"statusCode": result.status, "headers": {"Content-Type": "application/json"}, "body": body}
+    return {
+        "statusCode": result.status,
+        "headers": {"Content-Type": "application/json", **result.headers},
+        "body": body,
+    }
+
+
+def is_reconcile(event: object) -> bool:
+    """The reconcile schedule's event (a Scheduled Event); told from a Function URL request by its shape."""
+    return isinstance(event, dict) and event.get("detail-type") == "Scheduled Event" and "requestContext" not in event
 
 
 def answer(event: object, context: LambdaContext) -> Answer:
@@ -101,7 +134,7 @@ def answer(event: object, context: LambdaContext) -> Answer:
     def produce() -> dict:
         try:
             result = route.run(settings, request, **arguments)
-        except (TooManySessions, JobBusy):
+        except TRY_LATER:
             raise  # "try again later": not the answer a retry of this delivery must get
         except (HttpError, DomainError) as error:
             result = refused(error)
@@ -168,22 +201,31 @@ ROUTES = (
 
 def created(body: dict) -> Answer:
     logger.append_keys(session=body["session"])
-    logger.info("session created", extra={"instances": len(body["instances"])})
-    metrics.add_metric(name="SessionsCreated", unit=MetricUnit.Count, value=1)
+    profile = body["instances"][0]["profile"] if body["instances"] else NO_PROFILE
+    logger.info("session created", extra={"instances": body["instances"], "profile": profile})
+    count("SessionsCreated", base=body["session"].split("/", 1)[0], profile=profile)
     return Answer(201, body)
 
 
 def released(body: dict) -> Answer:
     logger.append_keys(session=body["session"])
     logger.info("session released", extra={"deleted": body["deleted"]})
-    metrics.add_metric(name="SessionsReleased", unit=MetricUnit.Count, value=1)
+    count("SessionsReleased", base=body["session"].split("/", 1)[0])
     return Answer(200, body)
 
 
 def job_answer(status: int, body: dict) -> Answer:
-    if "released" in body:
-        metrics.add_metric(name="SessionsReleased", unit=MetricUnit.Count, value=len(body["released"]))
+    for name in body.get("released", ()):
+        logger.info("session released", extra={"session": name})
+        count("SessionsReleased", base=name.split("/", 1)[0])
     return Answer(status, body)
+
+
+def count(name: str, value: float = 1, **dimensions: str) -> None:
+    """One metric with its own dimensions (Powertools adds ``service``), as the dashboard charts it."""
+    with single_metric(name=name, unit=MetricUnit.Count, value=value) as metric:
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension)
 
 
 def refused(error: HttpError | DomainError) -> Answer:
@@ -192,14 +234,19 @@ def refused(error: HttpError | DomainError) -> Answer:
     else:
         (status, code), message = STATUS[type(error)], str(error)
     logger.info("request refused", extra={"status": status, "error": code})
-    with single_metric(name="RequestsRefused", unit=MetricUnit.Count, value=1) as metric:
-        metric.add_dimension(name="status", value=str(status))
+    count("RequestsRefused", status=str(status))
+    if isinstance(error, NoCapacity):
+        count("CapacityExhausted", profile=error.profile)
+        return Answer(status, {"error": code, "message": message}, {"Retry-After": str(RETRY_AFTER_SECONDS)})
     return Answer(status, {"error": code, "message": message})
 
 
 def launch_failed(error: LaunchFailed) -> Answer:
-    logger.error("create failed and was rolled back", extra={"error": error.code, "left_to_collector": error.left})
-    metrics.add_metric(name="CreatesFailed", unit=MetricUnit.Count, value=1)
+    logger.error(
+        "create failed and was rolled back",
+        extra={"error": error.code, "left_to_collector": error.left, "profile": error.profile},
+    )
+    count("CreatesFailed", base=error.base, profile=error.profile)
     message = "the session could not be created; what it made is deleted or left to the collector"
     return Answer(500, {"error": "internal", "message": message})
 

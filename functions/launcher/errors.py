@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+NO_PROFILE = "none"  # the profile dimension of a session without an instance
+
 
 class DomainError(Exception):
     """A refusal the caller can act on; the message says what to do and repeats nothing sent."""
@@ -19,6 +21,14 @@ class TooManySessions(DomainError):
     """The base has ``MAX_LIVE_SESSIONS`` live sessions."""
 
 
+class NoCapacity(DomainError):
+    """Every market the profile allows answered with capacity errors only: try again later (503, Retry-After)."""
+
+    def __init__(self, message: str, profile: str):
+        super().__init__(message)
+        self.profile = profile
+
+
 class JobOver(DomainError):
     """The CI job that asks for a session has already ended: nothing is made for it."""
 
@@ -30,6 +40,6 @@ class JobBusy(DomainError):
 class LaunchFailed(Exception):
     """A create failed half-way and was rolled back; ``code`` is the AWS error code only."""
 
-    def __init__(self, code: str, left: list[str]):
+    def __init__(self, code: str, left: list[str], base: str = "", profile: str = NO_PROFILE):
         super().__init__(code)
-        self.code, self.left = code, left
+        self.code, self.left, self.base, self.profile = code, left, base, profile

@@ -8,6 +8,14 @@ after making its resources: either the create sees the job over and
 releases what it made, or it finished before the end was recorded, and the
 release that follows the record finds all of it by tag. GitHub jobs are also
 claimed, so one job gets one session however many ``queued`` deliveries come.
+
+A GitHub job not yet served sits in the table's sparse index ``due`` (the
+queue it is ``awaiting`` and the epoch second ``due_at`` it may next be tried): claimed and
+being made (due when its lease lapses: a crash mid-create is retried),
+pending after a failed create, waiting for its failure to be reported on
+GitHub, or waiting for its interrupted run to be re-run. The reconcile pass
+reads that index with a query, never the whole table; a served or ended job
+leaves it.
 """
 
 from __future__ import annotations
@@ -22,6 +30,11 @@ from errors import JobBusy, JobOver
 REMEMBER = timedelta(days=4)
 # Longer than the launcher's Lambda timeout (30 s): a claim older than this has no creator left.
 CLAIM_LEASE = timedelta(minutes=2)
+INDEX = "due"
+PENDING, REPORT, RERUN = "pending", "report", "rerun"  # the index's queues
+EVERY_PASS_FOR = timedelta(hours=1)  # a pending job is tried on every pass for its first hour,
+SLOWER_RETRY = timedelta(minutes=15)  # then at most every 15 minutes,
+GIVE_UP_AFTER = timedelta(hours=24)  # until it is a day old (GitHub cancels it then)
 
 
 def _conditional(error: ClientError) -> bool:
@@ -42,55 +55,65 @@ class JobLedger:
     def _read(self, system: str, job: str) -> dict:
         return self._db.get_item(TableName=self._table, Key=self._key(system, job), ConsistentRead=True).get("Item", {})
 
-    def claim(self, system: str, job: str, now: datetime) -> dict | None:
+    def claim(self, system: str, job: str, now: datetime, delivery: dict | None = None) -> dict | None:
         """Claim the job's one session: ``None`` to go ahead, or the answer its session already got.
 
         Raises ``JobOver`` when the job has ended, ``JobBusy`` while another
         delivery is creating. A claim is a lease: one whose creator died
         (a Lambda timeout runs no clean-up) is taken over once it has lapsed,
         so the job is not stuck for days; what the dead create made is tagged
-        with the job, and the job's end releases it with the rest.
+        with the job, and the job's end releases it with the rest. A pending
+        job (a create failed) is taken at once. ``delivery`` is what a retry
+        needs of the ``queued`` delivery; while the job waits it is in the
+        index, due when the lease lapses.
         """
         lease = {"N": str(int((now + CLAIM_LEASE).timestamp()))}
+        item = {
+            **self._key(system, job),
+            "state": {"S": "creating"},
+            "lease": lease,
+            "expiration": self._expiration(now),
+        }
+        if delivery is not None:
+            item |= {"delivery": {"S": json.dumps(delivery)}, "awaiting": {"S": PENDING}, "due_at": lease}
         try:
-            self._db.put_item(
-                TableName=self._table,
-                Item={
-                    **self._key(system, job),
-                    "state": {"S": "creating"},
-                    "lease": lease,
-                    "expiration": self._expiration(now),
-                },
-                ConditionExpression="attribute_not_exists(id)",
-            )
+            self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(id)")
             return None
         except ClientError as error:
             if not _conditional(error):
                 raise
-        item = self._read(system, job)
-        state = item.get("state", {}).get("S")
-        if state == "over":
+        current = self._read(system, job)
+        state = current.get("state", {}).get("S")
+        if state in ("over", "dropped"):
             raise JobOver(f"{system} job {job} is over: no session is made for it")
         if state == "created":
-            return json.loads(item["answer"]["S"])
-        try:  # a lapsed claim is taken over; a live one makes this delivery wait
+            return json.loads(current["answer"]["S"])
+        if self.take(system, job, now):
+            return None
+        raise JobBusy(f"{system} job {job}'s session is being made right now: retry in a few seconds")
+
+    def take(self, system: str, job: str, now: datetime) -> bool:
+        """Take a pending job, or one whose claim has lapsed, to create its session now; ``False`` if it is not."""
+        lease = {"N": str(int((now + CLAIM_LEASE).timestamp()))}
+        try:
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
-                UpdateExpression="SET lease = :lease",
-                ConditionExpression="#state = :creating AND lease < :now",
+                UpdateExpression="SET #state = :creating, lease = :lease, due_at = :lease",
+                ConditionExpression="#state = :pending OR (#state = :creating AND lease < :now)",
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={
                     ":lease": lease,
                     ":creating": {"S": "creating"},
+                    ":pending": {"S": "pending"},
                     ":now": {"N": str(int(now.timestamp()))},
                 },
             )
-            return None
+            return True
         except ClientError as error:
             if not _conditional(error):
                 raise
-        raise JobBusy(f"{system} job {job}'s session is being made right now: retry in a few seconds")
+        return False
 
     def settle(self, system: str, job: str, answer: dict) -> None:
         """Record the claimed job's session; ``JobOver`` if the job ended meanwhile (release what was made)."""
@@ -98,7 +121,7 @@ class JobLedger:
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
-                UpdateExpression="SET #state = :created, answer = :answer",
+                UpdateExpression="SET #state = :created, answer = :answer REMOVE awaiting, due_at, reason",
                 ConditionExpression="#state = :creating",
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={
@@ -112,29 +135,187 @@ class JobLedger:
                 raise JobOver(f"{system} job {job} ended while its session was being made") from None
             raise
 
-    def abandon(self, system: str, job: str) -> None:
-        """A claimed create failed: free the claim so a redelivery may try again (unless the job is over)."""
+    def pend(self, system: str, job: str, reason: str, now: datetime, created: datetime | None) -> None:
+        """A claimed create failed: the job waits in the index for the next pass (or a redelivery).
+
+        Tried on every pass while the job is under an hour old, then at most
+        every 15 minutes; a job that ended meanwhile stays over.
+        """
+        age = now - created if created is not None else timedelta(0)
+        due = now if age < EVERY_PASS_FOR else now + SLOWER_RETRY
         try:
-            self._db.delete_item(
+            self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
+                UpdateExpression="SET #state = :pending, awaiting = :queue, due_at = :due, reason = :reason "
+                "ADD attempts :one",
                 ConditionExpression="#state = :creating",
                 ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={":creating": {"S": "creating"}},
+                ExpressionAttributeValues={
+                    ":pending": {"S": "pending"},
+                    ":creating": {"S": "creating"},
+                    ":queue": {"S": PENDING},
+                    ":due": {"N": str(int(due.timestamp()))},
+                    ":reason": {"S": reason},
+                    ":one": {"N": "1"},
+                },
             )
         except ClientError as error:
             if not _conditional(error):
                 raise
 
-    def end(self, system: str, job: str, now: datetime) -> None:
-        """Record that the job is over; from now on no create for it keeps what it makes."""
+    def unserved(self, system: str, job: str, delivery: dict, reason: str, now: datetime) -> None:
+        """A job refused for a reason only its user can fix (no profile): its failure is reported, once."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    **self._key(system, job),
+                    "state": {"S": "unmatched"},
+                    "reason": {"S": reason},
+                    "delivery": {"S": json.dumps(delivery)},
+                    "awaiting": {"S": REPORT},
+                    "due_at": {"N": str(int(now.timestamp()))},
+                    "expiration": self._expiration(now),
+                },
+                ConditionExpression="attribute_not_exists(id)",
+            )
+        except ClientError as error:
+            if not _conditional(error):
+                raise
+
+    def due(self, queue: str, now: datetime, limit: int = 100, start: dict | None = None) -> tuple[list[dict], dict]:
+        """One page of the queue's items due by ``now``, oldest due first, and where the next page starts."""
+        request: dict = {
+            "TableName": self._table,
+            "IndexName": INDEX,
+            "KeyConditionExpression": "awaiting = :queue AND due_at <= :now",
+            "ExpressionAttributeValues": {":queue": {"S": queue}, ":now": {"N": str(int(now.timestamp()))}},
+            "Limit": limit,
+        }
+        if start:
+            request["ExclusiveStartKey"] = start
+        page = self._db.query(**request)
+        return page.get("Items", []), page.get("LastEvaluatedKey") or {}
+
+    def defer(self, item: dict, queue: str, due: datetime) -> None:
+        """Move an item's next turn in ``queue`` to ``due`` (a run not completed yet; a job reported)."""
+        self._db.update_item(
+            TableName=self._table,
+            Key={"id": item["id"]},
+            UpdateExpression="SET awaiting = :queue, due_at = :due",
+            ConditionExpression="attribute_exists(id)",
+            ExpressionAttributeValues={":queue": {"S": queue}, ":due": {"N": str(int(due.timestamp()))}},
+        )
+
+    def leave_index(self, item: dict, state: str | None = None) -> None:
+        """Done with the item's queue (dropped after a day; reported; re-run)."""
+        names, values, update = {}, {}, "REMOVE awaiting, due_at"
+        if state is not None:
+            names, values = {"#state": "state"}, {":state": {"S": state}}
+            update = "SET #state = :state " + update
+        self._db.update_item(
+            TableName=self._table,
+            Key={"id": item["id"]},
+            UpdateExpression=update,
+            **({"ExpressionAttributeNames": names, "ExpressionAttributeValues": values} if names else {}),
+        )
+
+    def report_once(self, item: dict) -> bool:
+        """Mark the job's failure reported; ``False`` when it already was (one check run per job)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"id": item["id"]},
+                UpdateExpression="SET reported = :yes",
+                ConditionExpression="attribute_not_exists(reported)",
+                ExpressionAttributeValues={":yes": {"BOOL": True}},
+            )
+            return True
+        except ClientError as error:
+            if not _conditional(error):
+                raise
+        return False
+
+    def remember_once(self, key: str, now: datetime) -> bool:
+        """Record a one-off action (a redelivery of a ``guid``); ``False`` when it was done before."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={"id": {"S": key}, "expiration": self._expiration(now)},
+                ConditionExpression="attribute_not_exists(id)",
+            )
+            return True
+        except ClientError as error:
+            if not _conditional(error):
+                raise
+        return False
+
+    def rebind(self, system: str, job: str, now: datetime) -> bool:
+        """Job A's session was taken by another job: A is pending again, at once (unless it is over)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(system, job),
+                UpdateExpression=(
+                    "SET #state = :pending, awaiting = :queue, due_at = :due, reason = :reason REMOVE answer"
+                ),
+                ConditionExpression="#state = :created AND attribute_exists(delivery)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":pending": {"S": "pending"},
+                    ":created": {"S": "created"},
+                    ":queue": {"S": PENDING},
+                    ":due": {"N": str(int(now.timestamp()))},
+                    ":reason": {"S": "runner_taken"},
+                },
+            )
+            return True
+        except ClientError as error:
+            if not _conditional(error):
+                raise
+        return False
+
+    def end(self, system: str, job: str, now: datetime, rerun: dict | None = None) -> None:
+        """Record that the job is over; from now on no create for it keeps what it makes.
+
+        A job whose session was interrupted and that ended failed (``rerun``:
+        its repository and run) waits in the index for its run to complete,
+        to be re-run once.
+        """
+        names = {"#state": "state"}
+        values = {":over": {"S": "over"}, ":expiration": self._expiration(now)}
+        update = "SET #state = :over, expiration = :expiration REMOVE answer, awaiting, due_at"
+        if rerun is not None:
+            values |= {
+                ":run": {"S": json.dumps(rerun)},
+                ":queue": {"S": RERUN},
+                ":due": {"N": str(int(now.timestamp()))},
+            }
+            update = (
+                "SET #state = :over, expiration = :expiration, run = :run, awaiting = :queue, due_at = :due "
+                "REMOVE answer"
+            )
         self._db.update_item(
             TableName=self._table,
             Key=self._key(system, job),
-            UpdateExpression="SET #state = :over, expiration = :expiration REMOVE answer",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":over": {"S": "over"}, ":expiration": self._expiration(now)},
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
         )
+
+    def mark_interrupted(self, system: str, job: str, now: datetime) -> None:
+        """The job's session was taken back (spot): its run is re-run once it completes failed."""
+        self._db.update_item(
+            TableName=self._table,
+            Key=self._key(system, job),
+            UpdateExpression="SET interrupted = :now",
+            ConditionExpression="attribute_exists(id)",
+            ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
+        )
+
+    def was_interrupted(self, system: str, job: str) -> bool:
+        return "interrupted" in self._read(system, job)
 
     def is_over(self, system: str, job: str) -> bool:
         return self._read(system, job).get("state", {}).get("S") == "over"

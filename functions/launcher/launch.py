@@ -10,16 +10,23 @@ the collector runs, and the layer's one rule for what a session keeps.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from errors import DomainError, LaunchFailed, SessionKept, SessionNotFound
-from session_naming import INSTANCE_TAG, SESSION_TAG, SessionName, session_tags, tag_specifications
+import fleet
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from errors import NO_PROFILE, DomainError, LaunchFailed, SessionKept, SessionNotFound
+from fleet import Started
+from session_naming import INSTANCE_TAG, PROFILE_TAG, SESSION_TAG, SessionName, session_tags, tag_specifications
+from session_naming.profiles import Profile
 from session_naming.resources import (
+    INSTANCES,
     KEY_PAIRS,
+    LAUNCH_TEMPLATES,
     ORDER,
     PARAMETERS,
     SECURITY_GROUPS,
@@ -27,6 +34,7 @@ from session_naming.resources import (
     Found,
     InUse,
     error_code,
+    instance_cost,
     session_resources,
 )
 from session_naming.settings import LauncherSettings
@@ -40,11 +48,11 @@ if TYPE_CHECKING:
         IpPermissionTypeDef,
         IpRangeTypeDef,
         Ipv6RangeTypeDef,
-        LaunchTemplateInstanceNetworkInterfaceSpecificationTypeDef,
     )
 
 SSH = 22
 PRIVATE_KEY = "private-key"
+logger = Logger()
 
 
 @dataclass(frozen=True)
@@ -66,179 +74,206 @@ def create_session(
     slots: Slots | None,
     public_key: str | None = None,
     ingress_cidrs: tuple[str, ...] = (),
-    instance: bool = False,
+    profile: Profile | None = None,
     extras: Extras = Extras(),
     name: SessionName | None = None,
+    breaker_open: Callable[[str], bool] = lambda profile: False,
 ) -> dict[str, Any]:
-    """Make a session's resources, or none of them.
+    """Make a session's resources, or none of them: its key pair and group, its instance, its secrets.
 
-    The live-session slot is taken beside the key pair and the group rather
-    than before them, a round trip less on every create (bench/); the
-    instance, the costly part, starts only once the slot is held. Requests
+    ``profile`` says which instance to start (``None``: none). Requests
     always pass ``slots``; ``None`` (no cap) is for tools and tests that
-    drive the domain directly.
+    drive the domain directly. ``breaker_open(profile name)`` tells whether a
+    profile's spot launches are to skip spot for now.
     """
-    ec2, ssm = clients("ec2", settings.region), clients("ssm", settings.region)
-    name = name or SessionName.make(base, lifetime, now)
-    made: list[Found] = []
-    tags = dict(extras.tags)
-    # An instance is asked for only with a template: payloads refuses one without, and GitHub
-    # jobs ask for one only when the stack has a template.
-    template_id = settings.launch_template_id if instance else None
-    assert not instance or template_id is not None
+    made = Made(clients, settings.region, name or SessionName.make(base, lifetime, now), extras, profile)
+    try:
+        key, group = make_key_pair_and_group(made, settings, slots, now, public_key, ingress_cidrs)
+        instance = start_instance(made, settings, group["id"], breaker_open) if profile is not None else None
+        store_secrets(made, instance)
+    except Exception as error:
+        raise roll_back(made, slots, error) from error
+    return {
+        "session": made.name,
+        "expires_at": made.name.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "key_pair": {"name": key["name"], "id": key["id"]},
+        "security_group": group,
+        "instances": [instance.answer()] if instance is not None else [],
+        "private_key_parameter": key["parameter"],
+    }
 
-    def secure(suffix: str, value: str, description: str, **tier) -> str:
-        parameter = f"/{name}/{suffix}"
-        ssm.put_parameter(
+
+@dataclass
+class Made:
+    """One create: what it is making, and every resource it has made so far (for the rollback)."""
+
+    clients: Clients
+    region: str
+    name: SessionName
+    extras: Extras
+    profile: Profile | None
+    found: list[Found] = field(default_factory=list)
+    slots: list[str | None] = field(default_factory=list)  # pools held: None (the base's) or a profile's name
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Every resource's tags beyond the session's own: the CI system's and the profile's."""
+        profile = {PROFILE_TAG: self.profile.name} if self.profile is not None else {}
+        return {**self.extras.tags, **profile}
+
+    def secure(self, suffix: str, value: str, description: str, tags: Mapping[str, str], **tier: str) -> str:
+        """A SecureString ``/<session>/<suffix>``, tagged at creation."""
+        parameter = f"/{self.name}/{suffix}"
+        self.clients("ssm", self.region).put_parameter(
             Name=parameter,
             Value=value,
             Type="SecureString",
             Description=description,
-            Tags=session_tags(name, tags),
-            **tier,
+            Tags=session_tags(self.name, tags),
+            **tier,  # type: ignore[arg-type]
         )
-        made.append(Found(PARAMETERS.name, name, parameter))
+        self.found.append(Found(PARAMETERS.name, self.name, parameter))
         return parameter
 
-    def key_pair() -> dict[str, Any]:
-        spec = tag_specifications(name, ["key-pair"], tags)
-        if public_key:
-            answer = ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode(), TagSpecifications=spec)
-            made.append(Found(KEY_PAIRS.name, name, name))
-            return {"name": name, "id": answer["KeyPairId"], "parameter": None}
-        created = ec2.create_key_pair(KeyName=name, KeyType="ed25519", TagSpecifications=spec)
-        made.append(Found(KEY_PAIRS.name, name, name))
-        ident, material = created["KeyPairId"], created["KeyMaterial"]
-        del created  # the private key is held no longer than it takes to store it
-        parameter = secure(PRIVATE_KEY, material, "private key of an ec2-sessions key pair")
-        return {"name": name, "id": ident, "parameter": parameter}
 
-    def security_group() -> dict[str, str]:
-        request: CreateSecurityGroupRequestTypeDef = {
-            "GroupName": name,
-            "Description": "ec2-sessions session",
-            "TagSpecifications": tag_specifications(name, ["security-group"], tags),
+@dataclass(frozen=True)
+class Instance:
+    started: Started
+    profile: str
+
+    def answer(self) -> dict[str, Any]:
+        return {
+            "id": self.started.id,
+            "instance_type": self.started.instance_type,
+            "market": self.started.market,
+            "profile": self.profile,
         }
-        if settings.vpc_id:
-            request["VpcId"] = settings.vpc_id
-        group = ec2.create_security_group(**request)["GroupId"]
-        made.append(Found(SECURITY_GROUPS.name, name, group))
-        if ingress_cidrs:
-            ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[ssh_from(ingress_cidrs)])
-        return {"name": name, "id": group}
 
-    def secrets(instance_arn: str | None) -> None:
-        """After the instance: the runner configuration names the one instance allowed to read it."""
-        if instance_arn is not None:
-            tags[INSTANCE_TAG] = instance_arn
-        for suffix, value in extras.secrets.items():
-            # GitHub's JIT configuration passes the Standard tier's 4 KB: SSM picks Advanced when it must.
-            secure(suffix, value, "ec2-sessions runner configuration", Tier="Intelligent-Tiering")
 
-    slot = None
-    try:
-        with ThreadPoolExecutor(max_workers=5) as pool:  # none waits for another
-            if slots is not None:
-                slot = pool.submit(slots.take, name, settings.max_live_sessions, now)
-            key_future, group_future = pool.submit(key_pair), pool.submit(security_group)
-            template = pool.submit(template_interfaces, ec2, template_id) if template_id is not None else None
-        for future in (key_future, group_future, slot):
-            if future is not None:
-                future.result()  # TooManySessions from the slot: roll back below, start no instance
-        key, group = key_future.result(), group_future.result()
-        instances = []
-        if template is not None and template_id is not None:  # both or neither: an instance was asked for
-            instances = [run_instance(ec2, template_id, name, group["id"], tags, extras.user_data, template.result())]
-            made.append(Found("instance", name, instances[0]["id"]))
-        secrets(instances[0].pop("arn") if instances else None)
-    except Exception as error:
-        left = rollback(clients, settings.region, made)
-        if slots is not None and slot is not None and slot.done() and slot.exception() is None:
-            slots.give_back(name)
-        if isinstance(error, DomainError):
-            raise
-        raise LaunchFailed(error_code(error), left) from error
-    return {
-        "session": name,
-        "expires_at": name.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "key_pair": {"name": key["name"], "id": key["id"]},
-        "security_group": group,
-        "instances": instances,
-        "private_key_parameter": key["parameter"],
+def make_key_pair_and_group(
+    made: Made,
+    settings: LauncherSettings,
+    slots: Slots | None,
+    now: datetime,
+    public_key: str | None,
+    ingress_cidrs: tuple[str, ...],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The key pair and the group, beside the live-session slots (a round trip less on every create: bench/).
+
+    The instance, the costly part, starts only once the slots are held.
+    """
+    profile = made.profile
+    with ThreadPoolExecutor(max_workers=4) as pool:  # none waits for another
+        holds: list[Future[None]] = []
+        if slots is not None:
+            holds.append(pool.submit(take_slot, made, slots, None, settings.max_live_sessions, now))
+            if profile is not None and profile.max_live is not None:
+                holds.append(pool.submit(take_slot, made, slots, profile.name, profile.max_live, now))
+        key = pool.submit(key_pair, made, public_key)
+        group = pool.submit(security_group, made, settings.vpc_id, ingress_cidrs)
+    waits: list[Future[Any]] = [*holds, key, group]
+    for future in waits:
+        future.result()  # TooManySessions from a slot: rolled back by the caller, no instance started
+    return key.result(), group.result()
+
+
+def take_slot(made: Made, slots: Slots, profile: str | None, limit: int, now: datetime) -> None:
+    slots.take(made.name, limit, now, profile)
+    made.slots.append(profile)
+
+
+def key_pair(made: Made, public_key: str | None) -> dict[str, Any]:
+    """Import the caller's public key, or create an ed25519 pair whose private key goes only to SSM."""
+    ec2 = made.clients("ec2", made.region)
+    spec = tag_specifications(made.name, ["key-pair"], made.tags)
+    if public_key:
+        answer = ec2.import_key_pair(KeyName=made.name, PublicKeyMaterial=public_key.encode(), TagSpecifications=spec)
+        made.found.append(Found(KEY_PAIRS.name, made.name, made.name))
+        return {"name": made.name, "id": answer["KeyPairId"], "parameter": None}
+    created = ec2.create_key_pair(KeyName=made.name, KeyType="ed25519", TagSpecifications=spec)
+    made.found.append(Found(KEY_PAIRS.name, made.name, made.name))
+    ident, material = created["KeyPairId"], created["KeyMaterial"]
+    del created  # the private key is held no longer than it takes to store it
+    parameter = made.secure(PRIVATE_KEY, material, "private key of an ec2-sessions key pair", made.tags)
+    return {"name": made.name, "id": ident, "parameter": parameter}
+
+
+def security_group(made: Made, vpc_id: str | None, ingress_cidrs: tuple[str, ...]) -> dict[str, str]:
+    ec2 = made.clients("ec2", made.region)
+    request: CreateSecurityGroupRequestTypeDef = {
+        "GroupName": made.name,
+        "Description": "ec2-sessions session",
+        "TagSpecifications": tag_specifications(made.name, ["security-group"], made.tags),
     }
+    if vpc_id:
+        request["VpcId"] = vpc_id
+    group = ec2.create_security_group(**request)["GroupId"]
+    made.found.append(Found(SECURITY_GROUPS.name, made.name, group))
+    if ingress_cidrs:
+        ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[ssh_from(ingress_cidrs)])
+    return {"name": made.name, "id": group}
+
+
+def start_instance(
+    made: Made, settings: LauncherSettings, group_id: str, breaker_open: Callable[[str], bool]
+) -> Instance:
+    """The profile's instance through one EC2 Fleet call (two for spot-first on capacity), from the session's template.
+
+    The session's own launch template goes once the fleet has answered,
+    whatever it answered; if that delete fails, the collector sweeps it.
+    """
+    profile = made.profile
+    assert profile is not None
+    ec2 = made.clients("ec2", made.region)
+    template = fleet.session_template(ec2, profile, made.name, group_id, made.tags, made.extras.user_data)
+    try:
+        subnets = fleet.subnets_of(ec2, profile, settings.vpc_id, template)
+        breaker = profile.market == "spot-first" and breaker_open(profile.name)
+        started = fleet.launch(ec2, template, profile, subnets, breaker)
+    finally:
+        try:
+            ec2.delete_launch_template(LaunchTemplateId=template.id)
+        except Exception as error:  # noqa: BLE001 - named and tagged: the collector removes it
+            made.found.append(Found(LAUNCH_TEMPLATES.name, made.name, template.id))
+            logger.warning("session launch template left to the collector", extra={"error": error_code(error)})
+    made.found.append(Found(INSTANCES.name, made.name, started.id))
+    report_launch(profile, started, breaker)
+    return Instance(started, profile.name)
+
+
+def report_launch(profile: Profile, started: Started, breaker: bool) -> None:
+    """Count a spot-first launch that ended on demand: capacity (a second call) or an open breaker."""
+    if profile.market != "spot-first" or started.market == "spot":
+        return
+    name = "SpotBreakerOpen" if breaker else "CapacityFallbacks"
+    with single_metric(name=name, unit=MetricUnit.Count, value=1) as metric:
+        metric.add_dimension(name="profile", value=profile.name)
+
+
+def store_secrets(made: Made, instance: Instance | None) -> None:
+    """After the instance: a runner configuration names the one instance allowed to read it."""
+    tags = {**made.tags, **({INSTANCE_TAG: instance.started.arn} if instance is not None else {})}
+    for suffix, value in made.extras.secrets.items():
+        # GitHub's JIT configuration passes the Standard tier's 4 KB: SSM picks Advanced when it must.
+        made.secure(suffix, value, "ec2-sessions runner configuration", tags, Tier="Intelligent-Tiering")
+
+
+def roll_back(made: Made, slots: Slots | None, error: Exception) -> Exception:
+    """Delete what a failed create made and free its slots; answer the error to raise."""
+    left = rollback(made.clients, made.region, made.found)
+    if slots is not None:
+        for profile in made.slots:
+            slots.give_back(made.name, profile)
+    if isinstance(error, DomainError):
+        return error
+    code = error.code if isinstance(error, fleet.FleetRefused) else error_code(error)
+    return LaunchFailed(code, left, made.name.base, made.profile.name if made.profile is not None else NO_PROFILE)
 
 
 def ssh_from(cidrs: Sequence[str]) -> IpPermissionTypeDef:
     v4: list[IpRangeTypeDef] = [{"CidrIp": c, "Description": "ec2-sessions"} for c in cidrs if ":" not in c]
     v6: list[Ipv6RangeTypeDef] = [{"CidrIpv6": c, "Description": "ec2-sessions"} for c in cidrs if ":" in c]
     return {"IpProtocol": "tcp", "FromPort": SSH, "ToPort": SSH, "IpRanges": v4, "Ipv6Ranges": v6}
-
-
-def template_interfaces(
-    ec2: EC2Client, template_id: str
-) -> list[LaunchTemplateInstanceNetworkInterfaceSpecificationTypeDef]:
-    """The network interfaces the launch template's default version defines (often none).
-
-    A template that defines interfaces refuses a top-level ``SecurityGroupIds``
-    in RunInstances: the session's group then goes on the interfaces instead.
-    """
-    versions = ec2.describe_launch_template_versions(LaunchTemplateId=template_id, Versions=["$Default"])
-    data = versions["LaunchTemplateVersions"][0].get("LaunchTemplateData", {})
-    return data.get("NetworkInterfaces", [])
-
-
-def run_instance(
-    ec2: EC2Client,
-    template_id: str,
-    name: SessionName,
-    group_id: str,
-    tags: Mapping[str, str],
-    user_data: str | None,
-    interfaces: list[LaunchTemplateInstanceNetworkInterfaceSpecificationTypeDef],
-) -> dict[str, Any]:
-    spec = tag_specifications(name, ["instance", "volume", "network-interface"], tags)
-    spec[0] = {"ResourceType": "instance", "Tags": [*spec[0].get("Tags", ()), {"Key": "Name", "Value": name}]}
-    placement: dict[str, Any] = {"SecurityGroupIds": [group_id]}
-    if interfaces:
-        placement = {
-            "NetworkInterfaces": [
-                {**_interface_override(i), "Groups": [group_id]} if i.get("DeviceIndex", 0) == 0 else i
-                for i in interfaces
-            ]
-        }
-    more: dict[str, Any] = {"UserData": user_data} if user_data else {}  # botocore base64-encodes it
-    answer = ec2.run_instances(
-        LaunchTemplate={"LaunchTemplateId": template_id},
-        MinCount=1,
-        MaxCount=1,
-        KeyName=name,
-        InstanceInitiatedShutdownBehavior="terminate",
-        TagSpecifications=spec,
-        **placement,
-        **more,
-    )
-    instance = answer["Instances"][0]
-    arn = instance_arn(ec2.meta.region_name, answer["OwnerId"], instance["InstanceId"])
-    return {
-        "id": instance["InstanceId"],
-        "state": instance["State"]["Name"],
-        "private_ip": instance.get("PrivateIpAddress"),
-        "arn": arn,
-    }
-
-
-def instance_arn(region: str, account: str, instance_id: str) -> str:
-    """``arn:<partition>:ec2:<region>:<account>:instance/<id>``, as ``${ec2:SourceInstanceARN}`` spells it."""
-    import boto3
-
-    partition = boto3.session.Session().get_partition_for_region(region)
-    return f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"
-
-
-def _interface_override(interface: Mapping[str, Any]) -> dict[str, Any]:
-    """A launch template's interface as RunInstances takes it (the fields both APIs share)."""
-    keep = ("DeviceIndex", "SubnetId", "AssociatePublicIpAddress", "DeleteOnTermination", "Description")
-    return {key: interface[key] for key in keep if key in interface}
 
 
 def delete_found(clients: Clients, region: str, found: list[Found]) -> dict[str, Any]:
@@ -270,6 +305,7 @@ def release_session(
     name: SessionName,
     slots: Slots | None = None,
     delete_regions: Iterable[str] | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Delete the session now; ``SessionKept`` (nothing deleted) if any resource, in any region, carries the keep tag.
 
@@ -295,12 +331,30 @@ def release_session(
         report["left_to_collector"] += done["left_to_collector"]
         report["failed"] += done["failed"]
     still_running = any(item["kind"] == "instance" for item in report["failed"] + kept)  # listed: not terminated
-    if slots is not None and not still_running:
-        slots.give_back(name)  # an instance left running keeps its session's slot until expiry
+    if slots is not None and not still_running:  # an instance left running keeps its session's slots until expiry
+        slots.give_back(name)
+        for profile in {f.tags.get(PROFILE_TAG) for founds in deletable.values() for f in founds if f.tags}:
+            if profile:
+                slots.give_back(name, profile)
+    ended = set(report["deleted"].get(INSTANCES.name, ()))
+    count_instance_seconds([f for founds in deletable.values() for f in founds if f.ident in ended], now)
     report["kept"] = kept
     if any(item["reason"] == "in-use" for item in report["left_to_collector"]):
         report["note"] = "a group still used by a terminating instance is left to the collector's next run"
     return {"session": name, **report}
+
+
+def count_instance_seconds(instances: Iterable[Found], now: datetime | None) -> None:
+    """``InstanceSeconds`` by type and market for every instance a release ended: what CI costs."""
+    moment = now or datetime.now(UTC)
+    for found in instances:
+        cost = instance_cost(found, moment)
+        if cost is None:
+            continue
+        logger.info("instance ended", extra={"session": found.name, **cost})
+        with single_metric(name="InstanceSeconds", unit=MetricUnit.Seconds, value=cost["seconds"]) as metric:
+            metric.add_dimension(name="instance_type", value=cost["instance_type"])
+            metric.add_dimension(name="market", value=cost["market"])
 
 
 def sessions_tagged(

@@ -50,6 +50,7 @@ class SessionRequest(BaseModel):
     public_key: str | None = Field(default=None, max_length=16_384)
     ingress_cidrs: list[str] = Field(default_factory=list, max_length=20)
     instance: bool = False
+    profile: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,32}$")
     gitlab_job: GitLabJobRef | None = None
 
     @field_validator("public_key")
@@ -214,6 +215,6 @@ def session_request(raw: bytes, settings: LauncherSettings) -> tuple[str, timede
         )
     if not settings.allow_world_ingress:
         check_ingress(request.ingress_cidrs)
-    if request.instance and not settings.launch_template_id:
-        raise BadRequest("instance: this stack has no launch template (LAUNCH_TEMPLATE_ID), so it cannot run one")
+    if request.profile is not None and not request.instance:
+        raise BadRequest("profile: names the instance's profile, so it needs instance: true")
     return base, lifetime, request

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import suppress
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cache
 
+from breaker import SpotBreaker
 from errors import JobOver, SessionNotFound
 from http_errors import BadRequest
 from jobs import JobLedger
 from launch import Extras, create_session, release_session
 from payloads import ReleaseRequest, parse_body, session_request
 from session_naming import GITLAB_JOB_TAG, SessionName, clients
+from session_naming.profiles import Profile
 from session_naming.settings import LauncherSettings
 from slots import Slots
+
+PROFILES_MAX_AGE = 60  # seconds: an operator's change to the SSM parameter is live within a minute
 
 
 def slots_of(settings: LauncherSettings) -> Slots:
@@ -23,9 +29,64 @@ def ledger_of(settings: LauncherSettings) -> JobLedger:
     return JobLedger(clients.client("dynamodb", settings.region), settings.idempotency_table)
 
 
+def breaker_of(settings: LauncherSettings) -> SpotBreaker:
+    return SpotBreaker(
+        clients.client("dynamodb", settings.region), settings.idempotency_table, settings.spot_breaker_interruptions
+    )
+
+
+def profiles_of(settings: LauncherSettings) -> Mapping[str, Profile]:
+    """The stack's profiles: from ``PROFILES`` (checked at load), or its SSM parameter (cached 60 s).
+
+    A bad document in SSM is a configuration error naming profile and field,
+    as a bad ``PROFILES`` is: nothing is launched with it.
+    """
+    if settings.profiles_parameter is None:
+        return settings.profiles
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+    from session_naming.profiles import ProfileError
+    from session_naming.settings import ConfigError
+
+    provider = _ssm_provider(clients.client("ssm", settings.region), SSMProvider)
+    text = provider.get(settings.profiles_parameter, max_age=PROFILES_MAX_AGE)
+    try:
+        return _parsed(text, settings.github_label, settings.max_lifetime)
+    except ProfileError as error:
+        raise ConfigError(f"configuration error: {error} (from {settings.profiles_parameter})") from None
+
+
+@cache
+def _ssm_provider(client, provider):
+    return provider(boto3_client=client)
+
+
+@cache
+def _parsed(text: str, label: str, max_lifetime: timedelta) -> Mapping[str, Profile]:
+    from session_naming.profiles import parse_profiles
+
+    return parse_profiles(text, label, max_lifetime)
+
+
+def instance_profile(settings: LauncherSettings, asked: str | None) -> Profile:
+    """The profile a ``POST /sessions`` with ``instance: true`` runs: the named one, else the label's own."""
+    profiles = profiles_of(settings)
+    if asked is not None:
+        if asked not in profiles:
+            raise BadRequest(f"profile: not one of this stack's profiles ({', '.join(sorted(profiles)) or 'none'})")
+        return profiles[asked]
+    alone = frozenset({settings.github_label.lower()})
+    for profile in profiles.values():
+        if profile.labels == alone:
+            return profile
+    raise BadRequest("instance: this stack has no profile for it (PROFILES or LAUNCH_TEMPLATE_ID); name one in profile")
+
+
 def create(settings: LauncherSettings, body: bytes, now: datetime) -> dict:
     """A session for the body's request; a GitLab job's is refused, or released at once, once the job is over."""
     base, lifetime, request = session_request(body, settings)
+    profile = instance_profile(settings, request.profile) if request.instance else None
+    if profile is not None and profile.lifetime is not None and request.lifetime_minutes is None:
+        lifetime = profile.lifetime
     slots, tags, job = slots_of(settings), {}, None
     if request.gitlab_job:
         job = f"{request.gitlab_job.project_id}/{request.gitlab_job.job_id}"
@@ -40,8 +101,9 @@ def create(settings: LauncherSettings, body: bytes, now: datetime) -> dict:
         slots=slots,
         public_key=request.public_key,
         ingress_cidrs=tuple(request.ingress_cidrs),
-        instance=request.instance,
+        profile=profile,
         extras=Extras(tags=tags),
+        breaker_open=breaker_of(settings).checker(now),
     )
     if job:
         try:  # the job's end may have been recorded while this session was made

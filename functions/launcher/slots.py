@@ -29,13 +29,19 @@ class Slots:
         self._db, self._table, self._sleep = dynamodb, table, sleep
 
     @staticmethod
-    def _key(base: str) -> dict:
-        return {"id": {"S": f"slots#{base}"}}
+    def _key(pool: str) -> dict:
+        return {"id": {"S": f"slots#{pool}"}}
 
-    def take(self, name: SessionName, limit: int, now: datetime) -> None:
-        """Hold a slot for ``name`` or raise ``TooManySessions``; exact under any concurrency."""
+    def take(self, name: SessionName, limit: int, now: datetime, profile: str | None = None) -> None:
+        """Hold a slot for ``name`` in its base's pool (or its ``profile``'s), or raise ``TooManySessions``.
+
+        Exact under any concurrency. A profile's pool is ``profile#<name>``,
+        beside the base's: a session of a capped profile holds one of each.
+        """
+        pool, what = (f"profile#{profile}", f"profile {profile}") if profile else (name.base, f"base {name.base}")
+        cap = "max_live" if profile else "MAX_LIVE_SESSIONS"
         for _ in range(ATTEMPTS):
-            item = self._db.get_item(TableName=self._table, Key=self._key(name.base), ConsistentRead=True).get("Item")
+            item = self._db.get_item(TableName=self._table, Key=self._key(pool), ConsistentRead=True).get("Item")
             item = item or {}
             version = int(item.get("version", {}).get("N", "0"))
             live = {
@@ -44,14 +50,12 @@ class Slots:
                 if int(expires["N"]) > now.timestamp()
             }
             if len(live) >= limit:
-                raise TooManySessions(
-                    f"base {name.base} has {limit} live sessions (MAX_LIVE_SESSIONS): release one first"
-                )
+                raise TooManySessions(f"{what} has {limit} live sessions ({cap}): release one first")
             live[str(name)] = {"N": str(int(name.expires.timestamp()))}
             try:
                 self._db.put_item(
                     TableName=self._table,
-                    Item={**self._key(name.base), "sessions": {"M": live}, "version": {"N": str(version + 1)}},
+                    Item={**self._key(pool), "sessions": {"M": live}, "version": {"N": str(version + 1)}},
                     ConditionExpression="attribute_not_exists(id) OR version = :seen",
                     ExpressionAttributeValues={":seen": {"N": str(version)}},
                 )
@@ -60,14 +64,14 @@ class Slots:
                 if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
             self._sleep(random.uniform(0.005, 0.05))  # noqa: S311 (jitter, not a secret)
-        raise TooManySessions(f"base {name.base} is contended right now: retry in a few seconds")
+        raise TooManySessions(f"{what} is contended right now: retry in a few seconds")
 
-    def give_back(self, name: SessionName) -> None:
-        """Free ``name``'s slot (a release or a rolled-back create); a base never written is fine."""
+    def give_back(self, name: SessionName, profile: str | None = None) -> None:
+        """Free ``name``'s slot (a release or a rolled-back create); a pool never written is fine."""
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key=self._key(name.base),
+                Key=self._key(f"profile#{profile}" if profile else name.base),
                 UpdateExpression="REMOVE sessions.#name ADD version :one",
                 ConditionExpression="attribute_exists(id)",
                 ExpressionAttributeNames={"#name": str(name)},

@@ -75,8 +75,8 @@ def test_collector_deletes_every_kind_of_expired_session_resource(clients):
     summary = run(clients)
 
     assert deleted(summary) == {kind: {expired} for kind in ALL_KINDS}
-    # Nine kinds, and the AMI's own snapshot, which carries the session tag too.
-    assert summary["totals"] == {"deleted": 10, "kept": 0, "failed": 0}
+    # Ten kinds, and the AMI's own snapshot, which carries the session tag too.
+    assert summary["totals"] == {"deleted": 11, "kept": 0, "failed": 0}
     assert inventory(clients, REGION) == {kind: set() for kind in ALL_KINDS}
 
 
@@ -223,7 +223,7 @@ def test_throttled_calls_are_retried_and_the_sweep_completes(clients):
     summary = run(clients)
 
     assert faults.total == 10
-    assert summary["totals"] == {"deleted": 12, "kept": 0, "failed": 0}
+    assert summary["totals"] == {"deleted": 15, "kept": 0, "failed": 0}  # five named kinds of three sessions
 
 
 def test_unauthorized_resource_is_reported_and_the_rest_are_swept(clients):
@@ -343,7 +343,7 @@ def test_collector_sweeps_every_configured_region_in_one_run(clients):
 
     for region, name in names.items():
         assert deleted(summary, region) == {kind: {name} for kind in ALL_KINDS}
-    assert summary["totals"]["deleted"] == 3 * 10
+    assert summary["totals"]["deleted"] == 3 * 11  # ten kinds and the AMI's snapshot in each region
 
 
 def test_legacy_ec2test_names_are_swept_and_untagged_groups_wait_for_an_operator(clients):
@@ -469,7 +469,7 @@ def test_a_resource_whose_judging_raises_fails_alone_and_the_rest_are_swept(clie
 def test_a_keep_tag_in_any_letter_case_on_any_kind_keeps_the_whole_session(clients):
     ec2, ssm = clients("ec2", REGION), clients("ssm", REGION)
     sessions = {}
-    values = ("true", "True", "TRUE", "tRuE", "True", "TRUE", "true", "True", "tRUE")
+    values = ("true", "True", "TRUE", "tRuE", "True", "TRUE", "true", "True", "tRUE", "TrUe")
     for kind, value in zip(ALL_KINDS, values, strict=True):
         name = name_expiring(BASE, -HOUR, NOW)
         ids = seed(clients, REGION, name)
@@ -479,6 +479,9 @@ def test_a_keep_tag_in_any_letter_case_on_any_kind_keeps_the_whole_session(clien
         elif kind == "key_pair":  # tagged by id, deleted by name
             key_id = ec2.describe_key_pairs(KeyNames=[name])["KeyPairs"][0]["KeyPairId"]
             ec2.create_tags(Resources=[key_id], Tags=keep)
+        elif kind == "launch_template":  # moto's DescribeLaunchTemplates shows only the tags it was made with
+            ec2.delete_launch_template(LaunchTemplateId=ids[kind])
+            seed(clients, REGION, name, kinds=("launch_template",), extra_tags={KEEP_TAG: value})
         else:
             ec2.create_tags(Resources=[ids[kind]], Tags=keep)
         sessions[kind] = name
@@ -699,12 +702,13 @@ def test_every_kind_is_listed_once_a_region_and_every_ec2_deletion_is_paced(clie
         "DescribeParameters": 1,
         "GetResources": 1,
         "DescribeKeyPairs": 1,
-        "DescribeVolumes": 1,
-        "DescribeNetworkInterfaces": 2,  # the interfaces, then the groups' in-use check
+        "DescribeLaunchTemplates": 1,
+        "DescribeVolumes": 2,  # the volumes, then what the ending instance holds
+        "DescribeNetworkInterfaces": 3,  # the interfaces, what the instance holds, the groups' in-use check
         "DescribeImages": 1,
         "DescribeSnapshots": 1,
         "DescribeAddresses": 1,
         "DescribeSecurityGroups": 1,
     }
     ec2_deletions = summary["totals"]["deleted"] - len(deleted(summary)["parameter"])
-    assert len(waits) == ec2_deletions == 9  # 8 kinds, and the AMI's snapshot
+    assert len(waits) == ec2_deletions == 10  # 9 kinds, and the AMI's snapshot

@@ -16,6 +16,7 @@ from tests.support.deliveries import iso
 from tests.support.function_url import SECRET, answer
 from tests.support.handlers import EVENTS, LambdaContext, load_event, load_handler
 from tests.support.seed import name_expiring, seed
+from tests.support.stack import make_launch_template
 from tools.sign import resign
 
 COLLECTOR_EVENTS = sorted(p.name for p in EVENTS.glob("collector-*.json"))
@@ -23,8 +24,24 @@ LAUNCHER_EVENTS = sorted(p.name for p in EVENTS.glob("launcher-*.json"))
 
 
 def test_every_event_file_belongs_to_a_handler():
-    assert {p.name for p in EVENTS.glob("*.json")} == set(COLLECTOR_EVENTS + LAUNCHER_EVENTS)
+    assert {p.name for p in EVENTS.glob("*.json")} == {*COLLECTOR_EVENTS, *LAUNCHER_EVENTS, "spot-interruption.json"}
     assert len(COLLECTOR_EVENTS) == 3 and len(LAUNCHER_EVENTS) == 6
+
+
+def test_the_spot_interruption_sample_releases_the_session_of_its_instance(launcher_stack, look, monkeypatch):
+    monkeypatch.setenv("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    handler = load_handler("launcher")
+    _, made = answer(
+        handler.lambda_handler(
+            resign(json_body(load_event("launcher-create-session.json"), instance=True), SECRET), LambdaContext()
+        )
+    )
+    event = load_event("spot-interruption.json")
+    event["detail"]["instance-id"] = made["instances"][0]["id"]
+
+    result = handler.lambda_handler(event, LambdaContext())
+
+    assert result["released"] == [made["session"]] and result["profile"] == "default"
 
 
 @pytest.mark.parametrize("name", COLLECTOR_EVENTS)
@@ -73,4 +90,10 @@ def dated(event: dict) -> dict:
     if "workflow_job" in payload:
         payload["workflow_job"]["created_at"] = iso(datetime.now(UTC))
         event["body"] = json.dumps(payload)
+    return event
+
+
+def json_body(event: dict, **fields) -> dict:
+    """The sample with fields added to its JSON body."""
+    event["body"] = json.dumps({**json.loads(event["body"] or "{}"), **fields})
     return event

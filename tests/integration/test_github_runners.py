@@ -137,7 +137,7 @@ def test_a_repository_outside_the_allow_list_is_ignored_before_any_call(launcher
     assert launcher.github.calls == [] and inventory(look, REGION) == NOTHING
 
 
-@pytest.mark.parametrize("failing", ["RunInstances", "PutParameter"])
+@pytest.mark.parametrize("failing", ["CreateFleet", "PutParameter"])
 def test_a_failure_after_the_registration_rolls_back_everything_the_registration_included(launcher, look, failing):
     service = "ssm" if failing == "PutParameter" else "ec2"
     Faults().inject(clients.client(service, REGION), failing, "InternalError", status=400)
@@ -190,7 +190,7 @@ def test_the_jit_config_and_the_app_key_never_reach_the_logs(launcher):
 
 @pytest.mark.parametrize(
     ("service", "step"),
-    [("ec2", "CreateKeyPair"), ("ssm", "PutParameter"), ("ec2", "CreateSecurityGroup"), ("ec2", "RunInstances")],
+    [("ec2", "CreateKeyPair"), ("ssm", "PutParameter"), ("ec2", "CreateSecurityGroup"), ("ec2", "CreateFleet")],
 )
 def test_a_job_completed_between_two_creation_steps_leaves_nothing_anywhere(launcher, look, service, step):
     """The completed delivery lands while queued is creating: either it or the create releases everything."""

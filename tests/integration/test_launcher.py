@@ -9,11 +9,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from session_naming import GITHUB_JOB_TAG, SESSION_TAG, SessionName, clients
+from session_naming import GITHUB_JOB_TAG, PROFILE_TAG, SESSION_TAG, SessionName, clients
 from session_naming.settings import load_collector
 from sweep import sweep
 
 from tests.support import deliveries
+from tests.support.capacity import Capacity
 from tests.support.clients import client_factory
 from tests.support.deliveries import iso
 from tests.support.faults import Faults
@@ -68,22 +69,34 @@ def test_create_session_imports_callers_public_key_and_stores_no_private_key(lau
     assert inventory(look, REGION)["key_pair"] == {body["session"]}
 
 
-def test_create_session_runs_an_instance_from_the_launch_template(launcher, look):
+def test_create_session_runs_an_instance_from_a_launch_template_of_its_own(launcher, look):
+    """CreateFleet takes no group, user data or shutdown behaviour: the session's own template holds them."""
     launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
+    capacity = Capacity().attach(clients.client("ec2", REGION))
 
     status, body = create(launcher, {"instance": True})
 
     assert status == 201
     [instance] = body["instances"]
+    assert instance["market"] == "on-demand" and instance["profile"] == "default"
     ec2 = look("ec2", REGION)
     described = ec2.describe_instances(InstanceIds=[instance["id"]])["Reservations"][0]["Instances"][0]
     assert tags(described)["Name"] == tags(described)[SESSION_TAG] == body["session"]
-    assert described["KeyName"] == body["session"]
-    assert [g["GroupId"] for g in described["SecurityGroups"]] == [body["security_group"]["id"]]
-    behaviour = ec2.describe_instance_attribute(
-        InstanceId=instance["id"], Attribute="instanceInitiatedShutdownBehavior"
-    )
-    assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
+    assert tags(described)[PROFILE_TAG] == "default"
+    assert described["KeyName"] == body["session"] and instance["instance_type"] == described["InstanceType"]
+    [template] = capacity.templates
+    data = template["LaunchTemplateData"]
+    assert template["LaunchTemplateName"] == body["session"]
+    assert data["SecurityGroupIds"] == [body["security_group"]["id"]] and data["KeyName"] == body["session"]
+    assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
+    assert {spec["ResourceType"] for spec in data["TagSpecifications"]} == {"instance", "volume", "network-interface"}
+    for spec in [*data["TagSpecifications"], *template["TagSpecifications"]]:
+        assert {"Key": SESSION_TAG, "Value": body["session"]} in spec["Tags"]
+    assert capacity.fleet_calls == ["on-demand"]
+    assert ec2.describe_launch_templates()["LaunchTemplates"] == [
+        t for t in ec2.describe_launch_templates()["LaunchTemplates"] if t["LaunchTemplateName"] != body["session"]
+    ]  # deleted once the fleet answered
+    assert inventory(look, REGION)["launch_template"] == set()
 
 
 def test_release_deletes_every_resource_of_the_session_and_nothing_else(launcher, look):
@@ -316,7 +329,9 @@ def test_twenty_concurrent_creates_make_twenty_distinct_tagged_sessions(launcher
     assert inventory(look, REGION)["key_pair"] == inventory(look, REGION)["security_group"] == names
 
 
-@pytest.mark.parametrize("failing", ["CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "RunInstances"])
+@pytest.mark.parametrize(
+    "failing", ["CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "CreateLaunchTemplate", "CreateFleet"]
+)
 def test_create_failing_half_way_deletes_what_it_made_and_answers_500(launcher, look, failing):
     launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
     Faults().inject(clients.client("ec2", REGION), failing, "InsufficientInstanceCapacity")
@@ -446,7 +461,7 @@ def test_no_secret_private_key_or_body_appears_in_logs_or_answers(launcher, look
     launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
     body = {"instance": True, "lifetime_minutes": 60, "ingress_cidrs": ["198.51.100.0/24"]}
     answers = [create(launcher, body, {"X-Request-Id": "one"}), create(launcher, body, {"X-Request-Id": "one"})]
-    Faults().inject(clients.client("ec2", REGION), "RunInstances", "InsufficientInstanceCapacity")
+    Faults().inject(clients.client("ec2", REGION), "CreateFleet", "InsufficientInstanceCapacity")
     answers += [create(launcher, body), launcher(url_event("POST", "/sessions", body, secret="wrong"))]
     answers.append(launcher(release_event(answers[0][1]["session"])))
     answers.append(launcher(github_event("workflow_job-queued.payload.json", "workflow_job", "g")))
@@ -489,9 +504,10 @@ def test_event_that_is_not_a_function_url_request_is_400_and_touches_nothing(lau
 
 
 def test_a_launch_template_with_network_interfaces_gets_the_sessions_group_on_its_interface(launcher, look):
-    """AWS refuses instance-level SecurityGroupIds beside a template's interfaces (modelled by aws_rules)."""
-    from tests.support.aws_rules import model_aws_rules
+    """AWS refuses instance-level SecurityGroupIds beside a template's interfaces: the group goes on the interface.
 
+    moto's CreateFleet ignores a template's groups, so the session's own template is what is checked.
+    """
     ec2 = look("ec2", REGION)
     subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
@@ -502,39 +518,37 @@ def test_a_launch_template_with_network_interfaces_gets_the_sessions_group_on_it
     }
     template = ec2.create_launch_template(LaunchTemplateName="with-interfaces", LaunchTemplateData=data)
     launcher.env("LAUNCH_TEMPLATE_ID", template["LaunchTemplate"]["LaunchTemplateId"])
-    model_aws_rules(clients.client("ec2", REGION))
+    capacity = Capacity().attach(clients.client("ec2", REGION))
+    overrides = []
+    clients.client("ec2", REGION).meta.events.register(
+        "before-parameter-build.ec2.CreateFleet",
+        lambda params, **_: overrides.extend(params["LaunchTemplateConfigs"][0].get("Overrides", [])),
+    )
 
     status, body = create(launcher, {"instance": True})
 
     assert status == 201, body
-    described = ec2.describe_instances(InstanceIds=[body["instances"][0]["id"]])["Reservations"][0]["Instances"][0]
-    [interface] = described["NetworkInterfaces"]
-    assert [g["GroupId"] for g in interface["Groups"]] == [body["security_group"]["id"]]
-    assert interface["SubnetId"] == subnet
+    [session_template] = capacity.templates
+    [interface] = session_template["LaunchTemplateData"]["NetworkInterfaces"]
+    assert interface["Groups"] == [body["security_group"]["id"]] and interface["SubnetId"] == subnet
+    assert "SecurityGroupIds" not in session_template["LaunchTemplateData"]
+    assert all("SubnetId" not in override for override in overrides)  # the template's own subnet
 
 
-def test_the_instances_volumes_and_interfaces_are_tagged_at_run_instances(launcher, look):
+def test_the_instances_volumes_and_interfaces_are_tagged_at_creation_by_the_sessions_template(launcher, look):
     """moto tags the volumes but drops a network-interface TagSpecification: the request itself is checked too."""
-    from tests.support.responses import request_params
-
     launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
-    sent = []
-    clients.client("ec2", REGION).meta.events.register(
-        "before-send.ec2.RunInstances", lambda request, **_: sent.append(request_params(request))
-    )
+    capacity = Capacity().attach(clients.client("ec2", REGION))
 
     _, body = create(launcher, {"instance": True})
 
     by_session = [{"Name": f"tag:{SESSION_TAG}", "Values": [body["session"]]}]
     assert look("ec2", REGION).describe_volumes(Filters=by_session)["Volumes"]
-    [params] = sent
-    kinds = {params[key]: key.split(".")[1] for key in params if key.endswith(".ResourceType")}
-    assert set(kinds) == {"instance", "volume", "network-interface"}
-    for kind, index in kinds.items():
-        session_tag = [
-            k for k, v in params.items() if k.startswith(f"TagSpecification.{index}.Tag.") and v == SESSION_TAG
-        ]
-        assert session_tag, kind
+    [template] = capacity.templates
+    specs = {spec["ResourceType"]: spec["Tags"] for spec in template["LaunchTemplateData"]["TagSpecifications"]}
+    assert set(specs) == {"instance", "volume", "network-interface"}
+    for kind, spec in specs.items():
+        assert {"Key": SESSION_TAG, "Value": body["session"]} in spec, kind
 
 
 def emf(text: str) -> list[dict]:
@@ -546,7 +560,7 @@ def test_metrics_count_creates_releases_refusals_by_status_and_failed_creates(la
     _, made = create(launcher)
     launcher(release_event(made["session"]))
     launcher(url_event("POST", "/sessions", {}, secret="wrong"))
-    Faults().inject(clients.client("ec2", REGION), "RunInstances", "InsufficientInstanceCapacity", times=1)
+    Faults().inject(clients.client("ec2", REGION), "CreateFleet", "InsufficientInstanceCapacity", times=1)
     create(launcher, {"instance": True})
 
     lines = emf(capsys.readouterr().out)

@@ -294,7 +294,8 @@ def launcher(launcher_stack, look, monkeypatch):
         ("ssm", "PutParameter"),
         ("ec2", "CreateSecurityGroup"),
         ("ec2", "AuthorizeSecurityGroupIngress"),
-        ("ec2", "RunInstances"),
+        ("ec2", "CreateLaunchTemplate"),
+        ("ec2", "CreateFleet"),
     ],
 )
 def test_launcher_dying_after_a_creation_step_leaves_only_named_tagged_resources_the_collector_removes(
@@ -306,7 +307,7 @@ def test_launcher_dying_after_a_creation_step_leaves_only_named_tagged_resources
         died.append(operation)
         raise LauncherDied(operation)
 
-    instance = operation == "RunInstances"  # the other steps die before an instance is asked for
+    instance = operation in ("CreateLaunchTemplate", "CreateFleet")  # the others die before an instance is asked for
     if instance:
         launcher.env("LAUNCH_TEMPLATE_ID", make_launch_template(look))
     clients.client(service, REGION).meta.events.register(f"after-call.{service}.{operation}", die)
@@ -333,6 +334,11 @@ def test_launcher_dying_after_a_creation_step_leaves_only_named_tagged_resources
         for i in r["Instances"]
         if i["State"]["Name"] != "terminated"
     ]
+    tag_sets += [
+        t.get("Tags")
+        for t in ec2.describe_launch_templates()["LaunchTemplates"]
+        if t["LaunchTemplateName"] != "ec2-sessions-runner"
+    ]
     for parameter in ssm.describe_parameters()["Parameters"]:
         assert parameter["Name"] == f"/{name}/private-key"
         tag_sets.append(ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=parameter["Name"])["TagList"])
@@ -343,7 +349,8 @@ def test_launcher_dying_after_a_creation_step_leaves_only_named_tagged_resources
         "PutParameter": {"key_pair", "parameter"},
         "CreateSecurityGroup": {"security_group"},
         "AuthorizeSecurityGroupIngress": {"security_group"},
-        "RunInstances": {"key_pair", "parameter", "security_group", "instance"},
+        "CreateLaunchTemplate": {"key_pair", "parameter", "security_group", "launch_template"},
+        "CreateFleet": {"key_pair", "parameter", "security_group", "instance"},  # its template went in a finally
     }[operation]
     assert expected_made <= {kind for kind, have in left.items() if have}
 

@@ -16,9 +16,9 @@ import boto3
 from session_naming import KEEP_TAG, SESSION_TAG, SessionName, session_tags
 
 # In the collector's order (session_naming.resources.ORDER).
-NAMED_KINDS = ("instance", "parameter", "key_pair", "security_group")
+NAMED_KINDS = ("instance", "launch_template", "parameter", "key_pair", "security_group")
 TAGGED_KINDS = ("volume", "network_interface", "image", "snapshot", "address")
-ALL_KINDS = ("instance", "parameter", "key_pair", *TAGGED_KINDS, "security_group")
+ALL_KINDS = ("instance", "launch_template", "parameter", "key_pair", *TAGGED_KINDS, "security_group")
 MOTO_ACCOUNT = "123456789012"  # moto's account for the fake credentials
 
 
@@ -71,6 +71,13 @@ def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=
             GroupName=name, Description="seeded", TagSpecifications=spec("security-group")
         )
         ids["security_group"] = group["GroupId"]
+    if "launch_template" in kinds:  # what a create that died between template and fleet leaves
+        template = ec2.create_launch_template(
+            LaunchTemplateName=name,
+            LaunchTemplateData={"ImageId": _image(ec2), "KeyName": name},
+            TagSpecifications=spec("launch-template"),
+        )
+        ids["launch_template"] = template["LaunchTemplate"]["LaunchTemplateId"]
     if "parameter" in kinds:
         extra = {"Tags": tags} if tags else {}
         ssm.put_parameter(Name=f"/{name}/private-key", Value="seeded-secret", Type="SecureString", **extra)
@@ -148,8 +155,14 @@ def inventory(clients, region: str) -> dict[str, set[str]]:
     }
     keys = {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]}
     groups = {g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]} - {"default"}
+    templates = {
+        t["LaunchTemplateName"]
+        for page in ec2.get_paginator("describe_launch_templates").paginate()
+        for t in page["LaunchTemplates"]
+    } - {"ec2-sessions-runner"}  # the profile's template (tests/support/stack.py) is the stack's, not a session's
     return {
         "instance": instances,
+        "launch_template": templates,
         "parameter": parameters,
         "key_pair": keys,
         **left_behind(ec2),

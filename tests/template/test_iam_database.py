@@ -60,12 +60,20 @@ SAMPLES = {
     "two-bases-everything": (EVERYTHING, {}),
     "template-without-image-parameter-or-role": ({"SessionBases": TWO_BASES, "LaunchTemplateId": "lt-0abc12345"}, {}),
     "china-partition": (EVERYTHING, {"AWS::Partition": "aws-cn", "AWS::Region": "cn-north-1"}),
+    "profiles-in-ssm": ({"Profiles": "ssm:/ec2-sessions/profiles"}, {}),
+    "profiles-as-json": (
+        {"Profiles": '{"small": {"labels": ["ec2-session"], "launch_template_id": "lt-0abc1234"}}'},
+        {},
+    ),
 }
 # Findings of parliament's community auditors that the template means: (issue, the actions it names).
 # PassOnlyTheInstanceRole lets the launcher start instances with the launch template's role: that one
 # role, to EC2 only (test_template.py).
+# LetEc2FleetAndSpotMakeTheirRoles lets the launcher create EC2 Fleet's and spot's service-linked roles, only those.
 ACCEPTED = {
     ("PERMISSIONS_MANAGEMENT_ACTIONS", frozenset({"iam:passrole"})),
+    ("PERMISSIONS_MANAGEMENT_ACTIONS", frozenset({"iam:createservicelinkedrole"})),
+    ("PERMISSIONS_MANAGEMENT_ACTIONS", frozenset({"iam:passrole", "iam:createservicelinkedrole"})),
     ("PRIVILEGE_ESCALATION", frozenset({"iam:passrole", "ec2:runinstances"})),
 }
 
@@ -210,7 +218,9 @@ def test_per_base_resources_and_tag_patterns_name_every_base_and_nothing_else():
         f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/ci.other-base/*",
     ]
     tagged = [s for s in [*collector.values(), *launcher.values()] if "StringLike" in s.get("Condition", {})]
-    assert len(tagged) == 7  # every delete scoped by the session tag, the leftover kinds included (both functions)
+    # Every delete scoped by the session tag, the leftover kinds and templates included (both functions); the
+    # holdings' tagging (both); creating and running from the session's own template (the launcher).
+    assert len(tagged) == 10
     for statement in tagged:
         [(key, value)] = statement["Condition"]["StringLike"].items()
         assert key.endswith("Tag/ec2-sessions:session") and value == patterns, statement["Sid"]

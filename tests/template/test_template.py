@@ -49,7 +49,18 @@ ALLOWED = {
         "dynamodb:DeleteItem",
         "iam:PassRole",
         "ssm:GetParameters",
+        "ec2:DescribeSubnets",
+        "ec2:CreateFleet",
+        "ec2:CreateLaunchTemplate",
+        "iam:CreateServiceLinkedRole",
+        "ssm:GetParameter",
     },
+}
+# Tagging after creation: what an ending instance holds and no session claims, with the session's tags only.
+HOLDINGS_CONDITION = {
+    "Null": {"ec2:ResourceTag/ec2-sessions:session": "true"},
+    "StringLike": {"aws:RequestTag/ec2-sessions:session": "SessionBases"},
+    "ForAllValues:StringEquals": {"aws:TagKeys": ["ec2-sessions:session", "ec2-sessions:expires"]},
 }
 READ_ONLY = re.compile(r"^[a-z0-9]+:(Describe|Get|List)")
 SESSION_TAG_KEYS = {"ec2:ResourceTag/ec2-sessions:session", "aws:RequestTag/ec2-sessions:session"}
@@ -66,6 +77,8 @@ DESIGN_VARIABLES = {
     "GITHUB_LABEL": "GithubLabel",
     "LAUNCH_TEMPLATE_ID": "LaunchTemplateId",
     "VPC_ID": "VpcId",
+    "PROFILES": "Profiles",
+    "SPOT_BREAKER_INTERRUPTIONS": "SpotBreakerInterruptions",
 }
 
 
@@ -88,6 +101,20 @@ def as_list(value) -> list:
 
 def resources_text(statement: dict) -> str:
     return repr(statement["Resource"])
+
+
+def tags_only_holdings(statement: dict) -> bool:
+    """``ec2:CreateTags`` on volumes and interfaces no session claims, only with the session tag of an owned base."""
+    condition = statement.get("Condition", {})
+    return (
+        as_list(statement["Action"]) == ["ec2:CreateTags"]
+        and set(condition) == set(HOLDINGS_CONDITION)
+        and condition["Null"] == HOLDINGS_CONDITION["Null"]
+        and set(condition["StringLike"]) == set(HOLDINGS_CONDITION["StringLike"])
+        and "SessionBases" in repr(condition["StringLike"])
+        and condition["ForAllValues:StringEquals"] == HOLDINGS_CONDITION["ForAllValues:StringEquals"]
+        and all(":volume/" in repr(r) or ":network-interface/" in repr(r) for r in as_list(statement["Resource"]))
+    )
 
 
 def scoped_by_base_name(statement: dict, prefix: str) -> bool:
@@ -142,7 +169,9 @@ def test_each_collector_delete_is_scoped_as_its_unit_declares(kind):
 
     assert kind.deletes and granting, kind.name
     for statement in granting:
-        if kind.scope == "session-tag":
+        if as_list(statement["Action"]) == ["ec2:CreateTags"]:
+            assert tags_only_holdings(statement), statement["Sid"]
+        elif kind.scope == "session-tag":
             condition = statement.get("Condition", {}).get("StringLike", {})
             assert set(condition) == {"ec2:ResourceTag/ec2-sessions:session"}, statement["Sid"]
             assert "SessionBases" in repr(condition) and "/*" in repr(condition), statement["Sid"]
@@ -157,12 +186,14 @@ def test_launcher_creates_only_with_the_session_tag_and_tags_only_while_creating
         conditions = statement.get("Condition", {})
         if actions & {"ec2:CreateKeyPair", "ec2:ImportKeyPair"}:
             assert "aws:RequestTag/ec2-sessions:session" in conditions["StringLike"]
-        if "ec2:CreateTags" in actions:
+        if "ec2:CreateTags" in actions and not tags_only_holdings(statement):
             assert set(conditions["StringEquals"]["ec2:CreateAction"]) == {
                 "CreateKeyPair",
                 "ImportKeyPair",
                 "CreateSecurityGroup",
                 "RunInstances",
+                "CreateFleet",
+                "CreateLaunchTemplate",
             }
         if actions == {"ec2:CreateSecurityGroup"} and "security-group/" in resources_text(statement):
             assert "aws:RequestTag/ec2-sessions:session" in conditions["StringLike"]
@@ -177,13 +208,22 @@ def test_launcher_creates_only_with_the_session_tag_and_tags_only_while_creating
             assert conditions["StringEquals"]["iam:PassedToService"] == "ec2.amazonaws.com"
 
 
-def test_instance_statements_exist_only_when_a_launch_template_is_configured():
+def test_instance_statements_exist_only_when_a_launch_template_or_profiles_are_configured():
     policy = RESOURCES["LauncherFunction"]["Properties"]["Policies"][0]["Statement"]
     conditional = [s["Fn::If"] for s in policy if "Fn::If" in s]
 
-    assert {branch[0] for branch in conditional} == {"HasLaunchTemplate", "HasInstanceRole", "ResolvesImageFromSsm"}
-    assert all("ec2:RunInstances" not in as_list(s["Action"]) for s in policy if "Fn::If" not in s)
-    assert TEMPLATE["Conditions"]["ResolvesImageFromSsm"]["Fn::And"][0] == {"Condition": "HasLaunchTemplate"}
+    assert {branch[0] for branch in conditional} == {
+        "LaunchesInstances",
+        "HasInstanceRole",
+        "ResolvesImageFromSsm",
+        "ProfilesInSsm",
+    }
+    for action in ("ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate", "iam:CreateServiceLinkedRole"):
+        assert all(action not in as_list(s["Action"]) for s in policy if "Fn::If" not in s)
+    assert TEMPLATE["Conditions"]["LaunchesInstances"] == {
+        "Fn::Or": [{"Condition": "HasLaunchTemplate"}, {"Condition": "HasProfiles"}]
+    }
+    assert TEMPLATE["Conditions"]["ResolvesImageFromSsm"]["Fn::And"][0] == {"Condition": "LaunchesInstances"}
 
 
 def test_launcher_reads_only_the_parameter_its_launch_template_resolves_its_image_from():
@@ -280,7 +320,10 @@ def test_the_launcher_may_list_and_delete_every_kind_a_release_meets():
 
     assert granted >= LAUNCHER_RELEASE_NEEDS, LAUNCHER_RELEASE_NEEDS - granted
     for statement in statements("launcher"):
+        if tags_only_holdings(statement):
+            continue
         deletes = {a for a in as_list(statement["Action"]) if a in LAUNCHER_RELEASE_NEEDS and not READ_ONLY.match(a)}
+        deletes -= {"ec2:CreateTags"}  # tagging while creating, or what an instance holds: checked above
         if deletes - {"ec2:DeleteKeyPair", "ssm:DeleteParameter"}:  # those two are scoped by name (checked above)
             assert set(statement["Condition"]["StringLike"]) == {"ec2:ResourceTag/ec2-sessions:session"}, statement[
                 "Sid"

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, overload
 
 from botocore.exceptions import ClientError
 
-from session_naming.name import SessionName
-from session_naming.tags import SESSION_TAG, keeps, tags_of
+from session_naming.name import SessionName, format_expires
+from session_naming.tags import EXPIRES_TAG, SESSION_TAG, keeps, tags_of
 
 if TYPE_CHECKING:  # the stubs are a development dependency; the layer never imports them
     from mypy_boto3_ec2 import EC2Client
@@ -62,6 +63,7 @@ TAGGING_PAGE = 100
 TAGGING: Final = "resourcegroupstaggingapi"
 NO_TAGS: Mapping[str, str] = MappingProxyType({})
 READ_PREFIXES = ("Describe", "Get", "List")
+HOLDINGS_GONE = frozenset({"InvalidVolume.NotFound", "InvalidNetworkInterfaceID.NotFound"})
 
 
 class InUse(Exception):
@@ -78,6 +80,7 @@ class Found:
     tags: Mapping[str, str] | None = field(default=None, compare=False)  # None: the listing shows no tags
     in_use: bool = field(default=False, compare=False)  # the listing shows it in use (an associated address)
     uses: tuple[str, ...] = field(default=(), compare=False)  # an AMI's snapshots
+    facts: Mapping[str, Any] | None = field(default=None, compare=False)  # an instance's type, market, launch
 
     @property
     def session(self) -> SessionName | None:
@@ -185,13 +188,78 @@ class _Instances(_Ec2Kind):
         ]
         for page in client.get_paginator("describe_instances").paginate(Filters=filters):
             yield [
-                Found(self.name, tags_of(instance).get("Name", ""), instance["InstanceId"], tags_of(instance))
+                Found(
+                    self.name,
+                    tags_of(instance).get("Name", ""),
+                    instance["InstanceId"],
+                    tags_of(instance),
+                    facts={
+                        "instance_type": instance.get("InstanceType", "unknown"),
+                        "market": "spot" if instance.get("InstanceLifecycle") == "spot" else "on-demand",
+                        "launched": instance.get("LaunchTime"),
+                    },
+                )
                 for reservation in page["Reservations"]
                 for instance in reservation["Instances"]
             ]
 
     def delete(self, client: EC2Client, found: Found) -> None:
+        tag_holdings(client, found)
         client.terminate_instances(InstanceIds=[found.ident])
+
+
+def tag_holdings(client: EC2Client, found: Found) -> None:
+    """Tag what the instance holds and no session claims (a volume a test attached, a template someone
+    changed) with the instance's session, before it ends: nothing a session leaves is ever untagged.
+
+    Two reads, and one write only when something lacks the tag. What another
+    session's tag names is left as it is: tagging claims nothing.
+    """
+    session = found.session
+    if session is None:
+        return
+    attached: list[FilterTypeDef] = [{"Name": "attachment.instance-id", "Values": [found.ident]}]
+    held = [(v["VolumeId"], tags_of(v)) for v in client.describe_volumes(Filters=attached)["Volumes"]]
+    interfaces = client.describe_network_interfaces(Filters=attached)["NetworkInterfaces"]
+    held += [(i["NetworkInterfaceId"], tags_of({"Tags": i.get("TagSet")})) for i in interfaces]
+    untagged = [ident for ident, tags in held if SESSION_TAG not in tags]
+    if not untagged:
+        return
+    try:
+        client.create_tags(Resources=untagged, Tags=[{"Key": k, "Value": v} for k, v in holding_tags(session).items()])
+    except ClientError as error:
+        if _error_code(error) not in HOLDINGS_GONE:  # deleted meanwhile (a race with another run): nothing to tag
+            raise
+
+
+def holding_tags(session: SessionName) -> dict[str, str]:
+    return {SESSION_TAG: str(session), EXPIRES_TAG: format_expires(session.expires)}
+
+
+def instance_cost(found: Found, now: datetime) -> dict[str, Any] | None:
+    """An ended instance's seconds, type and market, from its listing; ``None`` when the listing has no launch time."""
+    facts = found.facts or {}
+    launched = facts.get("launched")
+    if not isinstance(launched, datetime):
+        return None
+    seconds = max(0.0, (now - launched).total_seconds())
+    return {"instance_type": facts.get("instance_type", "unknown"), "market": facts.get("market"), "seconds": seconds}
+
+
+class _LaunchTemplates(_Ec2Kind):
+    """A session's own launch template, which the launcher deletes once its fleet has answered: one a crash
+    left behind is swept like any kind (by name ``<base>/*``, judged by its tags)."""
+
+    def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
+        filters: list[FilterTypeDef] = [{"Name": "launch-template-name", "Values": list(patterns)}]
+        for page in client.get_paginator("describe_launch_templates").paginate(Filters=filters):
+            yield [
+                Found(self.name, t["LaunchTemplateName"], t["LaunchTemplateId"], tags_of(t))
+                for t in page["LaunchTemplates"]
+            ]
+
+    def delete(self, client: EC2Client, found: Found) -> None:
+        client.delete_launch_template(LaunchTemplateId=found.ident)
 
 
 class _Parameters(_SsmKind):
@@ -377,7 +445,20 @@ INSTANCES = _Instances(
     "instance",
     "ec2",
     frozenset({"InvalidInstanceID.NotFound"}),
-    _actions("ec2:DescribeInstances", "ec2:TerminateInstances"),
+    # Before a terminate: what the instance holds is read, and tagged where no session claims it.
+    _actions(
+        "ec2:DescribeInstances",
+        "ec2:DescribeVolumes",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:CreateTags",
+        "ec2:TerminateInstances",
+    ),
+)
+LAUNCH_TEMPLATES = _LaunchTemplates(
+    "launch_template",
+    "ec2",
+    frozenset({"InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateName.NotFoundException"}),
+    _actions("ec2:DescribeLaunchTemplates", "ec2:DeleteLaunchTemplate"),
 )
 # DeleteParameters takes ten names: a tenth of the calls against SSM's rate limit.
 PARAMETERS = _Parameters(
@@ -441,6 +522,7 @@ ADDRESSES = _Addresses(
 # snapshots they use. Interfaces before groups, which go last: they wait for everything.
 ORDER: tuple[Kind[Any], ...] = (
     INSTANCES,
+    LAUNCH_TEMPLATES,
     PARAMETERS,
     KEY_PAIRS,
     VOLUMES,

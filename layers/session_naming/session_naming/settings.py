@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import cache
 from typing import overload
 
 from session_naming.name import _BASE
+from session_naming.profiles import Profile, ProfileError, legacy_profiles, parse_profiles
 
+_SSM_NAME = re.compile(r"/[A-Za-z0-9_.\-/]{1,1010}", re.ASCII)
 _REPOSITORY = re.compile(r"[a-z0-9._-]{1,100}/([a-z0-9._-]{1,100}|\*)", re.ASCII)
 
 
@@ -77,6 +79,10 @@ class LauncherSettings:
     idempotency_table: str
     max_body_bytes: int
     github: GitHubSettings
+    # PROFILES as JSON (checked here), or the SSM parameter that holds it (read per request, cached 60 s).
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    profiles_parameter: str | None = None
+    spot_breaker_interruptions: int = 3
 
 
 class _Reader:
@@ -244,6 +250,22 @@ def load_launcher(env: Mapping[str, str] = os.environ) -> LauncherSettings:
         idempotency_table=read.required("IDEMPOTENCY_TABLE"),
         max_body_bytes=read.integer("MAX_BODY_BYTES", 65_536, 1_024, 1_048_576),
         github=read.github(),
+        spot_breaker_interruptions=read.integer("SPOT_BREAKER_INTERRUPTIONS", 3, 1, 100),
     )
+    source = read.raw("PROFILES")
+    if source is None:
+        settings = replace(settings, profiles=legacy_profiles(settings.launch_template_id, label))
+    elif source.startswith("ssm:"):
+        name = source.removeprefix("ssm:")
+        if not _SSM_NAME.fullmatch(name):
+            read.problems.append(
+                "PROFILES: ssm:<parameter name>, the name starting with '/' (ssm:/ec2-sessions/profiles)"
+            )
+        settings = replace(settings, profiles_parameter=name)
+    else:
+        try:
+            settings = replace(settings, profiles=parse_profiles(source, label, settings.max_lifetime))
+        except ProfileError as error:
+            read.problems.append(str(error))
     read.done()
     return settings
