@@ -16,6 +16,7 @@ FUNCTION ?= collector
 EVENT ?= events/collector-dry-run.json
 ENV_VARS ?=
 SECRET ?=
+PORT ?= 8787
 
 # Locked installs. Every environment installs from a lock: each package of its
 # closure pinned, with the hashes of all its files, installed with
@@ -46,7 +47,7 @@ define locked_venv
 	touch $(1)/.installed
 endef
 
-.PHONY: help install lock demo test suite lint typecheck template-check build invoke sign deploy delete soak bench clean
+.PHONY: help install lock demo local test suite lint typecheck template-check build invoke sign deploy delete soak bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -75,6 +76,9 @@ lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: n
 
 demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded moto server, no AWS account
 	$(PY) tools/demo.py
+
+local: $(VENV)/.installed ## Serve the launcher's Function URL on http://127.0.0.1:$(PORT) over embedded moto (Ctrl-C stops) [SECRET=...]
+	@PORT=$(PORT) $(PY) tools/local_server.py
 
 test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typecheck, template checks, build
 	@# The suite starts once its environment is ready, while the others install and the template is checked.
