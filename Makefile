@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 SAM := PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(CURDIR)/$(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 FUNCTION ?= collector
-EVENT ?= events/collector-dry-run.json
+EVENT ?=
 ENV_VARS ?=
 SECRET ?=
 PORT ?= 8787
@@ -77,7 +77,7 @@ lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: n
 demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded moto server, no AWS account
 	$(PY) tools/demo.py
 
-local: $(VENV)/.installed ## Serve the launcher's Function URL on http://127.0.0.1:$(PORT) over embedded moto (Ctrl-C stops) [SECRET=...]
+local: $(VENV)/.installed ## Serve the launcher's Function URL on 127.0.0.1:PORT (8787) over embedded moto; Ctrl-C stops [SECRET=...]
 	@PORT=$(PORT) $(PY) tools/local_server.py
 
 test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typecheck, template checks, build
@@ -109,13 +109,13 @@ build: $(VENV)/.installed $(SAM_VENV)/.installed ## sam build for deployment (ar
 	$(SAM) build --build-dir .aws-sam/host-build --cache-dir .aws-sam/host-cache --cached \
 	  --parameter-overrides Architecture=$(HOST_ARCH)
 
-invoke: .aws-sam/host-build/template.yaml ## Run a handler in-process like `sam local invoke`: FUNCTION=collector|launcher EVENT=events/... [ENV_VARS=file]
-	$(PY) tools/invoke.py --function $(FUNCTION) --event $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS)) \
-	  --build-dir .aws-sam/host-build
+invoke: .aws-sam/host-build/template.yaml ## Run a handler in-process like `sam local invoke`: FUNCTION=collector|launcher EVENT=events/... [ENV_VARS=file]; stdout: its answer alone
+	$(PY) tools/invoke.py --function $(FUNCTION) --event $(or $(EVENT),events/collector-dry-run.json) \
+	  $(if $(ENV_VARS),--env-vars $(ENV_VARS)) --build-dir .aws-sam/host-build
 
-sign: $(VENV)/.installed ## Sign a launcher event: EVENT=events/... SECRET=... [SCHEME=auto|standard|github|both]
-	@test -n "$(SECRET)" || { echo "usage: make sign EVENT=events/<file>.json SECRET=<webhook secret>" >&2; exit 2; }
-	$(PY) tools/sign.py $(EVENT) --secret "$(SECRET)" --scheme $(or $(SCHEME),auto)
+sign: $(VENV)/.installed ## Sign a launcher event into .aws-sam/signed/ and print its path: EVENT=events/... with SECRET in the environment [SCHEME=auto|standard|github|both]
+	@# The secret stays in the environment: on a command line (this recipe's, python's) every user could read it.
+	@$(PY) tools/sign.py $(EVENT) --scheme $(or $(SCHEME),auto) $(if $(OUT),--out $(OUT))
 
 deploy: build ## sam deploy (guided the first time; samconfig.toml holds safe defaults)
 	$(SAM) deploy --guided
