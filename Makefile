@@ -87,9 +87,11 @@ test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typec
 suite: $(VENV)/.installed ## pytest alone: unit, integration, template (IAM database), reliability, tools
 	$(PY) -m pytest
 
-lint: $(VENV)/.installed ## ruff check and format check
+lint: $(VENV)/.installed ## ruff check and format check; shellcheck on the POSIX sh scripts where it is installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@if command -v shellcheck >/dev/null; then shellcheck -s sh clients/ec2-session image/provision.sh; \
+	else echo "shellcheck is not installed: clients/ec2-session and image/provision.sh not linted" >&2; fi
 
 typecheck: $(VENV)/.installed ## mypy: the layer strictly, each function (own run: both have app.py) normally
 	$(VENV)/bin/mypy layers/session_naming/session_naming
