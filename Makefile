@@ -119,8 +119,18 @@ sign: $(VENV)/.installed ## Sign a launcher event into .aws-sam/signed/ and prin
 	@# The secret stays in the environment: on a command line (this recipe's, python's) every user could read it.
 	@$(PY) tools/sign.py $(EVENT) --scheme $(or $(SCHEME),auto) $(if $(OUT),--out $(OUT))
 
-deploy: build ## sam deploy (guided the first time; samconfig.toml holds safe defaults)
-	$(SAM) deploy --guided
+# Deployed before: `sam deploy --guided` saved its answers, stack name included, under [default.deploy.parameters].
+SAMCONFIG ?= samconfig.toml
+DEPLOYED_BEFORE = awk '/^\[/ { section = $$0 } section == "[default.deploy.parameters]" && /^stack_name *=/ { found = 1 } \
+  END { exit !found }' $(SAMCONFIG)
+
+deploy: build ## sam deploy: guided the first time (answers saved to samconfig.toml), then as saved; GUIDED=1 asks again
+	@if [ -z "$(GUIDED)" ] && $(DEPLOYED_BEFORE); then \
+	  echo "sam deploy with the answers in $(SAMCONFIG) (GUIDED=1 to be asked again)"; \
+	  $(SAM) deploy --config-file $(SAMCONFIG); \
+	else \
+	  $(SAM) deploy --guided --config-file $(SAMCONFIG); \
+	fi
 
 delete: $(SAM_VENV)/.installed ## Remove the stack
 	$(SAM) delete

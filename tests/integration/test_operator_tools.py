@@ -256,3 +256,22 @@ def test_invoke_names_a_bad_event_or_env_file_in_one_line_with_status_2(tmp_path
 
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and says in done.stderr and str(bad) in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("saved", "guided", "runs"),
+    [
+        (None, "", "sam deploy --guided"),  # the committed samconfig.toml: never deployed from here
+        ('[default.deploy.parameters]\nstack_name = "ec2-sessions"\n', "", "sam deploy --config-file"),
+        ('[default.deploy.parameters]\nstack_name = "ec2-sessions"\n', "1", "sam deploy --guided"),
+        ('[default.global.parameters]\nstack_name = "ec2-sessions"\n', "", "sam deploy --guided"),
+    ],
+)
+def test_make_deploy_is_guided_until_a_guided_deploy_saved_its_answers(tmp_path, saved, guided, runs):
+    samconfig = tmp_path / "samconfig.toml"
+    samconfig.write_text((ROOT / "samconfig.toml").read_text() if saved is None else "version = 0.1\n\n" + saved)
+
+    done = make("-s", "deploy", "-o", "build", "SAM=echo sam", f"SAMCONFIG={samconfig}", f"GUIDED={guided}")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith(runs)
