@@ -2,7 +2,7 @@
 
     make local [PORT=8787] [SECRET=<webhook secret>]
 
-curl, ``clients/ec2-session`` and the CI examples need an URL that answers
+curl, ``clients/ec2-session`` and the CI examples need a URL that answers
 as the deployed Function URL does; this serves one at
 ``http://127.0.0.1:<port>``. Each HTTP request becomes a Lambda Function URL
 event (payload format 2.0, built as Lambda builds it), the launcher's
@@ -14,10 +14,12 @@ sessions are made, de-duplicated and released for real, in moto.
 Standard output carries exactly two lines, ``url=...`` and ``secret=...``,
 once the server listens, so a script can read them and go on; everything
 else (the handler's logs and metrics, this server's own lines) goes to
-standard error. The secret is ``SECRET`` from the environment, or a fresh
-one in Standard Webhooks' form (``whsec_`` and base64 of 24 random bytes), so
-every scheme the launcher takes verifies with it. It stops on Ctrl-C or
-SIGTERM with exit status 0.
+standard error. The launcher's settings are the template's defaults (bases
+``ec2-test-runner``), each overridden by the same variable in the caller's
+environment (``MAX_LIVE_SESSIONS=5 make local``). The secret is ``SECRET``
+from the environment, or a fresh one in Standard Webhooks' form (``whsec_``
+and base64 of 24 random bytes), so every scheme the launcher takes verifies
+with it. It stops on Ctrl-C or SIGTERM with exit status 0.
 """
 
 from __future__ import annotations
@@ -230,14 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8787), help="0: any free port")
     args = parser.parse_args(argv)
-    secret = os.environ.get("SECRET") or new_secret()
+    given = dict(os.environ)  # the caller's own settings, before this process adds fake credentials
+    secret = given.get("SECRET") or new_secret()
     if not standard_key_ok(secret):
         print(
             "make local: SECRET is not base64, so Standard Webhooks (the client's scheme) cannot verify",
             file=sys.stderr,
         )
     stdout, sys.stdout = sys.stdout, sys.stderr  # the two lines go to stdout; every log and metric to stderr
-    go_offline(POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", DEFAULT_ENV["POWERTOOLS_LOG_LEVEL"]))
+    go_offline()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -253,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["AWS_ENDPOINT_URL"] = moto.url
         stack = make_launcher_stack(lambda service, region: boto3.client(service, region_name=region), secret, REGION)
         template = load_template()
-        env = {**template_environment("launcher", template), **DEFAULT_ENV, **stack}
-        env.update({k: os.environ[k] for k in ("SESSION_BASES", "MAX_LIVE_SESSIONS") if os.environ.get(k)})
+        env = {**template_environment("launcher", template), **DEFAULT_ENV}
+        env.update({name: given[name] for name in env if given.get(name)})  # MAX_LIVE_SESSIONS=5 make local
+        env.update(stack)
         os.environ.update(env)
         timeout = float(template["Resources"][LOGICAL_IDS["launcher"]]["Properties"].get("Timeout", 30))
         launcher = Launcher(load_handler("launcher"), timeout)

@@ -71,15 +71,18 @@ def test_the_generated_secret_keys_standard_webhooks_and_is_fresh_each_time():
     assert new_secret() != secret
 
 
-def test_stdout_is_two_lines_a_given_secret_is_used_and_sigterm_stops_it_with_status_0():
+def test_stdout_is_two_lines_the_callers_settings_are_used_and_sigterm_stops_it_with_status_0():
     secret = "GivenSecretForMakeLocal0123456789abcdefghijklmn"
-    server = start_local_server(SECRET=secret)
-    body = b"{}"
-    status, _, _ = send(server.url, "POST", "/nowhere", body, {"x-hub-signature-256": github_signature(body, secret)})
+    server = start_local_server(SECRET=secret, MAX_LIVE_SESSIONS="1")
+    body = b'{"lifetime_minutes": 30}'
+    signed = {"x-hub-signature-256": github_signature(body, secret)}
+    first, _, _ = send(server.url, "POST", "/sessions", body, signed)
+    second, _, raw = send(server.url, "POST", "/sessions", body, signed)
 
     code = server.stop()
 
-    assert server.secret == secret and status == 404  # past the signature check: 401 under any other secret
+    assert server.secret == secret and first == 201  # signed with the given secret
+    assert second == 429 and json.loads(raw)["error"] == "too_many_sessions"  # MAX_LIVE_SESSIONS from the caller
     assert code == 0
     assert server.process.stdout is not None and server.process.stdout.read() == ""  # the logs went to stderr
 
