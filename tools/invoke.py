@@ -23,6 +23,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import IO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,15 +31,23 @@ from tools.lambda_runtime import LOGICAL_IDS, LambdaContext, env_vars_file, load
 from tools.report import summary_table  # noqa: E402
 
 
-def invoke(function: str, event: object, env: dict[str, str], build_dir: Path | None = None, timeout: float = 300.0):
+def invoke(
+    function: str,
+    event: object,
+    env: dict[str, str],
+    build_dir: Path | None = None,
+    timeout: float = 300.0,
+    log: IO[str] | None = None,
+):
     """Set ``env``, import the handler fresh, call it; answer its response (exceptions propagate).
 
     The handler is imported and called with standard output pointing at
-    standard error: Powertools' Logger binds its stream when it is made (at
-    import) and Metrics prints when the handler returns.
+    ``log`` (standard error unless given): Powertools' Logger binds its
+    stream when it is made (at import) and Metrics prints when the handler
+    returns, both to standard output as Lambda expects.
     """
     os.environ.update(env)
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(log or sys.stderr):
         handler = load_handler(function, build_dir)
         return handler.lambda_handler(
             event, LambdaContext(function_name=f"ec2-sessions-{function}", timeout_seconds=timeout)
