@@ -166,3 +166,16 @@ def test_the_client_is_a_portable_executable_script():
     assert 0 < text.index("\nset +x\n") < text.index("${EC2_SESSIONS_SECRET")  # tracing off before the secret is read
     for bashism in ("[[", "local ", "function ", "$'", "<<<", "source ", "${!", "==", "pipefail", "mapfile"):
         assert bashism not in text, bashism
+
+
+def test_a_missing_tool_is_named_with_status_2(shell, tmp_path):
+    for tool in ("openssl", "od"):  # everything but curl
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": str(tmp_path), "EC2_SESSIONS_URL": "http://127.0.0.1:9", **VECTOR}
+
+    done = run(shell, "create", env=env)
+
+    assert (
+        done.returncode == 2
+        and done.stderr == "ec2-session: needs curl: install it on the machine or in the job's image\n"
+    )
