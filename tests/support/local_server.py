@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,18 +39,21 @@ class LocalServer:
 
 def start_local_server(**env: str) -> LocalServer:
     """Start the server on a free port and wait for its two lines; ``env`` adds to the environment (``SECRET``)."""
-    process = subprocess.Popen(  # noqa: S603 (this interpreter, our own script)
-        [sys.executable, str(SERVER), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **env},
-    )
-    assert process.stdout is not None
-    lines = [process.stdout.readline().rstrip("\n") for _ in range(2)]
-    if not (lines[0].startswith("url=http://127.0.0.1:") and lines[1].startswith("secret=")):
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"make local did not start: {lines!r}")
+    # Its logs go to a file (a pipe nobody reads could fill and stall it), read only if it does not start.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(  # noqa: S603 (this interpreter, our own script)
+            [sys.executable, str(SERVER), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **env},
+        )
+        assert process.stdout is not None
+        lines = [process.stdout.readline().rstrip("\n") for _ in range(2)]
+        if not (lines[0].startswith("url=http://127.0.0.1:") and lines[1].startswith("secret=")):
+            process.kill()
+            process.wait()
+            log.seek(0)
+            raise RuntimeError(f"make local did not start: {lines!r}\n{log.read().decode(errors='replace')[-2000:]}")
     return LocalServer(lines[0].removeprefix("url="), lines[1].removeprefix("secret="), process)
