@@ -13,9 +13,10 @@ PY := $(VENV)/bin/python
 SAM := PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(CURDIR)/$(SAM_VENV)/bin/sam
 HOST_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 FUNCTION ?= collector
-EVENT ?= events/collector-dry-run.json
+EVENT ?=
 ENV_VARS ?=
 SECRET ?=
+PORT ?= 8787
 
 # Locked installs. Every environment installs from a lock: each package of its
 # closure pinned, with the hashes of all its files, installed with
@@ -46,7 +47,7 @@ define locked_venv
 	touch $(1)/.installed
 endef
 
-.PHONY: help install lock demo test suite lint typecheck template-check build invoke sign deploy delete soak bench clean
+.PHONY: help install lock demo local test suite lint typecheck template-check build invoke sign deploy delete soak bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -76,6 +77,9 @@ lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: n
 demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded moto server, no AWS account
 	$(PY) tools/demo.py
 
+local: $(VENV)/.installed ## Serve the launcher's Function URL on 127.0.0.1:PORT (8787) over embedded moto; Ctrl-C stops [SECRET=...]
+	@PORT=$(PORT) $(PY) tools/local_server.py
+
 test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typecheck, template checks, build
 	@# The suite starts once its environment is ready, while the others install and the template is checked.
 	$(MAKE) --no-print-directory -j3 --output-sync=target suite lint typecheck template-check
@@ -83,9 +87,11 @@ test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typec
 suite: $(VENV)/.installed ## pytest alone: unit, integration, template (IAM database), reliability, tools
 	$(PY) -m pytest
 
-lint: $(VENV)/.installed ## ruff check and format check
+lint: $(VENV)/.installed ## ruff check and format check; shellcheck on the POSIX sh scripts where it is installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@if command -v shellcheck >/dev/null; then shellcheck -s sh clients/ec2-session image/provision.sh; \
+	else echo "shellcheck is not installed: clients/ec2-session and image/provision.sh not linted" >&2; fi
 
 typecheck: $(VENV)/.installed ## mypy: the layer strictly, each function (own run: both have app.py) normally
 	$(VENV)/bin/mypy layers/session_naming/session_naming
@@ -105,16 +111,26 @@ build: $(VENV)/.installed $(SAM_VENV)/.installed ## sam build for deployment (ar
 	$(SAM) build --build-dir .aws-sam/host-build --cache-dir .aws-sam/host-cache --cached \
 	  --parameter-overrides Architecture=$(HOST_ARCH)
 
-invoke: .aws-sam/host-build/template.yaml ## Run a handler in-process like `sam local invoke`: FUNCTION=collector|launcher EVENT=events/... [ENV_VARS=file]
-	$(PY) tools/invoke.py --function $(FUNCTION) --event $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS)) \
-	  --build-dir .aws-sam/host-build
+invoke: .aws-sam/host-build/template.yaml ## Run a handler in-process like `sam local invoke`: FUNCTION=collector|launcher EVENT=events/... [ENV_VARS=file]; stdout: its answer alone
+	$(PY) tools/invoke.py --function $(FUNCTION) --event $(or $(EVENT),events/collector-dry-run.json) \
+	  $(if $(ENV_VARS),--env-vars $(ENV_VARS)) --build-dir .aws-sam/host-build
 
-sign: $(VENV)/.installed ## Sign a launcher event: EVENT=events/... SECRET=... [SCHEME=auto|standard|github|both]
-	@test -n "$(SECRET)" || { echo "usage: make sign EVENT=events/<file>.json SECRET=<webhook secret>" >&2; exit 2; }
-	$(PY) tools/sign.py $(EVENT) --secret "$(SECRET)" --scheme $(or $(SCHEME),auto)
+sign: $(VENV)/.installed ## Sign a launcher event into .aws-sam/signed/ and print its path: EVENT=events/... with SECRET in the environment [SCHEME=auto|standard|github|both]
+	@# The secret stays in the environment: on a command line (this recipe's, python's) every user could read it.
+	@$(PY) tools/sign.py $(EVENT) --scheme $(or $(SCHEME),auto) $(if $(OUT),--out $(OUT))
 
-deploy: build ## sam deploy (guided the first time; samconfig.toml holds safe defaults)
-	$(SAM) deploy --guided
+# Deployed before: `sam deploy --guided` saved its answers, stack name included, under [default.deploy.parameters].
+SAMCONFIG ?= samconfig.toml
+DEPLOYED_BEFORE = awk '/^\[/ { section = $$0 } section == "[default.deploy.parameters]" && /^stack_name *=/ { found = 1 } \
+  END { exit !found }' $(SAMCONFIG)
+
+deploy: build ## sam deploy: guided the first time (answers saved to samconfig.toml), then as saved; GUIDED=1 asks again
+	@if [ -z "$(GUIDED)" ] && $(DEPLOYED_BEFORE); then \
+	  echo "sam deploy with the answers in $(SAMCONFIG) (GUIDED=1 to be asked again)"; \
+	  $(SAM) deploy --config-file $(SAMCONFIG); \
+	else \
+	  $(SAM) deploy --guided --config-file $(SAMCONFIG); \
+	fi
 
 delete: $(SAM_VENV)/.installed ## Remove the stack
 	$(SAM) delete

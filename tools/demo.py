@@ -22,7 +22,6 @@ from tools.offline import go_offline  # noqa: E402
 
 go_offline(POWERTOOLS_LOG_LEVEL="WARNING")
 
-import contextlib  # noqa: E402
 import io  # noqa: E402
 
 from tools.invoke import invoke as invoke_handler  # noqa: E402
@@ -48,8 +47,7 @@ def event(name: str, body: dict | None = None, path: str | None = None) -> dict:
 
 def invoke(function: str, event: dict, env: dict):
     """The handler's answer; its JSON logs and metric lines are kept off the demo's screen."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return invoke_handler(function, event, {**env, "POWERTOOLS_LOG_LEVEL": "WARNING"})
+    return invoke_handler(function, event, {**env, "POWERTOOLS_LOG_LEVEL": "WARNING"}, log=io.StringIO())
 
 
 def main() -> int:

@@ -18,7 +18,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tools.cfn_template import Resolver, Unresolved, load_template
 from tools.lambda_context import LambdaContext
 
 __all__ = ["LOGICAL_IDS", "LambdaContext", "code_paths", "env_vars_file", "load_handler", "template_environment"]
@@ -52,8 +51,12 @@ def template_environment(function: str, template: dict[str, Any] | None = None) 
     """The function's environment as the template sets it, parameters at their defaults.
 
     Values that name stack resources (the secret, the table) have no local
-    meaning and are left out; an env-vars file supplies them.
+    meaning and are left out; an env-vars file supplies them. The template
+    reader is imported here: cfn-lint's decoder takes 0.7 s to import, which
+    a runner refusing a bad file or a test loading a handler need not pay.
     """
+    from tools.cfn_template import Resolver, Unresolved, load_template
+
     template = template or load_template()
     resolver = Resolver(template, pseudo={"AWS::Region": os.environ.get("AWS_REGION", "us-east-1")})
     variables = dict(template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))

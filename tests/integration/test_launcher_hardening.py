@@ -77,17 +77,21 @@ def test_a_standard_webhooks_release_replayed_against_another_session_does_nothi
     assert b["session"] in inventory(look, REGION)["key_pair"]
 
 
-def test_the_readme_shell_recipe_signs_as_the_launcher_verifies(launcher):
-    """tools/sign-request.sh, the pure-shell Standard Webhooks signer the README shows, run by bash."""
+def test_the_shell_client_signs_as_the_launcher_verifies(launcher):
+    """clients/ec2-session's Standard Webhooks headers, made by /bin/sh, openssl and od, verify in the launcher."""
     import subprocess
     from pathlib import Path
 
     body = '{"lifetime_minutes": 30}'
-    script = Path(__file__).resolve().parents[2] / "tools" / "sign-request.sh"
+    client = Path(__file__).resolve().parents[2] / "clients" / "ec2-session"
     out = subprocess.run(  # noqa: S603 (our own script)
-        [str(script), body], env={"SECRET": SECRET, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True
+        ["/bin/sh", str(client), "sign", body],
+        env={"EC2_SESSIONS_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
-    headers = dict(line.split(": ", 1) for line in out if line != "-H")
+    headers = dict(line.split(": ", 1) for line in out)
     event = url_event("POST", "/sessions", body, headers, secret=None)
 
     status, made = launcher(event)

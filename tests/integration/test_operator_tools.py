@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -62,8 +65,8 @@ def test_signed_event_file_is_accepted_by_the_launcher_through_the_runner(aws, t
     env_vars = tmp_path / "env.json"
     env_vars.write_text(json.dumps({"LauncherFunction": stack}))
     event = tmp_path / "create.json"
-    event.write_text((EVENTS / "launcher-create-session.json").read_text())
-    assert sign.main([str(event), "--secret", SECRET]) == 0
+    monkeypatch.setenv("SECRET", SECRET)
+    assert sign.main([str(EVENTS / "launcher-create-session.json"), "--out", str(event)]) == 0
 
     status = invoke.main(["--function", "launcher", "--event", str(event), "--env-vars", str(env_vars)])
 
@@ -103,3 +106,172 @@ def test_the_committed_gitlab_sample_runs_through_the_runner_as_is(aws, tmp_path
     response = json.loads(out[out.index("{\n") :])
     assert status == 0 and response["statusCode"] == 200
     assert json.loads(response["body"]) == {"released": [], "kept": []}
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = "events/launcher-create-session.json"
+
+
+def make(*args: str, secret: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``make`` in the repository as a user runs it, SECRET in its environment when given."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET", "MAKEFLAGS", "MAKELEVEL")}
+    if secret is not None:
+        env["SECRET"] = secret
+    return subprocess.run(  # noqa: S603
+        ["make", "--no-print-directory", *args],  # noqa: S607 (make from PATH, as a user runs it)
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def tool(script: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (this interpreter, our own tools)
+        [sys.executable, str(ROOT / "tools" / script), *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def git_status() -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "secret", "says"),
+    [
+        ((), SECRET, "usage: SECRET=<webhook secret> make sign EVENT="),
+        ((f"EVENT={SAMPLE}",), None, "usage: SECRET=<webhook secret> make sign EVENT="),
+        (
+            ("EVENT=events/collector-dry-run.json",),
+            SECRET,
+            "events/collector-dry-run.json: not a launcher Function URL",
+        ),
+        (("EVENT=events/missing.json",), SECRET, "events/missing.json: cannot read it"),
+        ((f"EVENT={SAMPLE}", "OUT=events/launcher-github-ping.json"), SECRET, "will not write a signed event over"),
+        ((f"EVENT={SAMPLE}",), "not base64!", "SECRET is not base64"),
+    ],
+)
+def test_make_sign_refuses_in_one_line_with_status_2_and_writes_nothing(args, secret, says):
+    before = git_status()
+
+    done = make("sign", *args, secret=secret)
+
+    ours = [line for line in done.stderr.splitlines() if not line.startswith("make: ***")]
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(ours) == 1 and says in ours[0] and "Traceback" not in done.stderr
+    assert git_status() == before
+
+
+def test_make_sign_writes_a_new_untracked_file_prints_its_path_and_never_the_secret():
+    before = git_status()
+    sample = (ROOT / SAMPLE).read_text()
+
+    done = make("sign", f"EVENT={SAMPLE}", secret=SECRET)
+
+    written = ROOT / done.stdout.strip()
+    try:
+        signed = json.loads(written.read_text())
+        assert done.returncode == 0 and done.stdout.strip() == ".aws-sam/signed/launcher-create-session.json"
+        assert set(signed["headers"]) >= {"webhook-id", "webhook-timestamp", "webhook-signature"}
+        assert (ROOT / SAMPLE).read_text() == sample and git_status() == before
+        assert SECRET not in done.stdout + done.stderr + written.read_text()
+    finally:
+        written.unlink(missing_ok=True)
+
+
+def test_the_secret_is_on_no_command_line_make_runs():
+    """``make -n`` prints the commands make would run: given on make's command line, the secret is in none."""
+    done = make("-n", "sign", f"EVENT={SAMPLE}", f"SECRET={SECRET}")
+
+    assert "tools/sign.py" in done.stdout and SECRET not in done.stdout
+
+
+def test_invoke_prints_only_the_answer_on_stdout_and_the_logs_on_stderr(aws, tmp_path):
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text(json.dumps({"LauncherFunction": make_launcher_stack(client_factory(), SECRET)}))
+    signed = tmp_path / "create.json"
+    assert tool("sign.py", SAMPLE, "--out", str(signed), SECRET=SECRET).returncode == 0
+
+    done = tool(
+        "invoke.py", "--function", "launcher", "--event", str(signed), "--env-vars", str(env_vars),
+        AWS_ENDPOINT_URL=aws.url, POWERTOOLS_LOG_LEVEL="INFO",
+    )  # fmt: skip
+
+    answer = json.loads(done.stdout)  # the whole of stdout is one JSON document
+    assert done.returncode == 0 and answer["statusCode"] == 201
+    assert '"session created"' in done.stderr and "SessionsCreated" in done.stderr  # Logger and Metrics
+
+
+def test_invoke_exits_1_when_the_answer_is_a_5xx(aws, tmp_path):
+    env_vars = tmp_path / "env.json"
+    stack = make_launcher_stack(client_factory(), SECRET)
+    env_vars.write_text(json.dumps({"LauncherFunction": {**stack, "MAX_LIVE_SESSIONS": "many"}}))
+    signed = tmp_path / "create.json"
+    assert tool("sign.py", SAMPLE, "--out", str(signed), SECRET=SECRET).returncode == 0
+
+    done = tool(
+        "invoke.py", "--function", "launcher", "--event", str(signed), "--env-vars", str(env_vars),
+        AWS_ENDPOINT_URL=aws.url,
+    )  # fmt: skip
+
+    assert done.returncode == 1 and json.loads(done.stdout)["statusCode"] == 500
+    assert "the handler answered 500" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "which", "says"),
+    [
+        (None, "event", "cannot read the event file"),
+        ("{not json", "event", "the event file is not JSON"),
+        ("{not json", "env", "the env-vars file is not JSON"),
+        ('{"Parameters": []}', "env", "the env-vars file must be"),
+    ],
+)
+def test_invoke_names_a_bad_event_or_env_file_in_one_line_with_status_2(tmp_path, content, which, says):
+    bad = tmp_path / "bad.json"
+    if content is not None:
+        bad.write_text(content)
+    event, env_vars = (bad, None) if which == "event" else (ROOT / SAMPLE, bad)
+
+    done = tool(
+        "invoke.py",
+        "--function",
+        "launcher",
+        "--event",
+        str(event),
+        *(["--env-vars", str(env_vars)] if env_vars else []),
+    )
+
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and says in done.stderr and str(bad) in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("saved", "guided", "runs"),
+    [
+        (None, "", "sam deploy --guided"),  # the committed samconfig.toml: never deployed from here
+        ('[default.deploy.parameters]\nstack_name = "ec2-sessions"\n', "", "sam deploy --config-file"),
+        ('[default.deploy.parameters]\nstack_name = "ec2-sessions"\n', "1", "sam deploy --guided"),
+        ('[default.global.parameters]\nstack_name = "ec2-sessions"\n', "", "sam deploy --guided"),
+    ],
+)
+def test_make_deploy_is_guided_until_a_guided_deploy_saved_its_answers(tmp_path, saved, guided, runs):
+    samconfig = tmp_path / "samconfig.toml"
+    samconfig.write_text((ROOT / "samconfig.toml").read_text() if saved is None else "version = 0.1\n\n" + saved)
+
+    done = make("-s", "deploy", "-o", "build", "SAM=echo sam", f"SAMCONFIG={samconfig}", f"GUIDED={guided}")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith(runs)
