@@ -42,7 +42,7 @@ def workflow_job(
         job["id"] = job_id
     if labels is not None:
         job["labels"] = list(labels)
-    job.update(job_fields)
+    job.update({key: iso(value) if isinstance(value, datetime) else value for key, value in job_fields.items()})
     return payload
 
 

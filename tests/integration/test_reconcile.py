@@ -1,0 +1,249 @@
+"""No job left queued silently: the reconcile pass against moto (with capacity faults) and the fake GitHub.
+
+The fake GitHub checks what GitHub checks: the App's JWT on webhook
+deliveries, installation tokens elsewhere, bodies by GitHub's OpenAPI
+description. Each test drives the pass with its own clock.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import reconcile
+from session_naming import GITHUB_JOB_TAG, clients
+from session_naming.settings import load_launcher
+
+from tests.support.capacity import Capacity
+from tests.support.deliveries import github_event, workflow_job
+from tests.support.handlers import LambdaContext, load_event
+from tests.support.metrics import total
+from tests.support.seed import inventory
+from tests.support.stack import REGION, make_launch_template
+
+ROOT = "repos/codertocat/hello-world"
+SHA = "3484a3fb816e0859fd6e1cea078d76385ff50625"
+
+
+@pytest.fixture
+def launcher(launcher, look, github_fake):
+    """A launcher with the fake GitHub's App, one spot-first profile, and EC2 capacity a test can take away."""
+    github_fake.install("Codertocat")
+    launcher.env("GITHUB_APP_SECRET_ARN", github_fake.app_secret(look("secretsmanager", REGION)))
+    launcher.env("GITHUB_API_URL", github_fake.url)
+    template = make_launch_template(look)
+    launcher.env(
+        "PROFILES",
+        json.dumps({"small": {"labels": ["ec2-session"], "launch_template_id": template, "market": "spot-first"}}),
+    )
+    launcher.github = github_fake
+    launcher.capacity = Capacity().attach(clients.client("ec2", REGION))
+    return launcher
+
+
+def queued(job, *, created_at=None, delivery=None, labels=("self-hosted", "ec2-session"), **fields):
+    payload = workflow_job("queued", job, labels=labels, created_at=created_at, **fields)
+    return github_event(payload, delivery or f"q-{job}")
+
+
+def finished(job, conclusion="success", **fields):
+    payload = workflow_job("completed", job, labels=["self-hosted", "ec2-session"], conclusion=conclusion, **fields)
+    return github_event(payload, f"c-{job}")
+
+
+def run_pass(now=None, time_left=lambda: 25.0):
+    return reconcile.reconcile(load_launcher(), now or datetime.now(UTC), time_left)
+
+
+def no_capacity(launcher):
+    launcher.capacity.exhaust("spot")
+    launcher.capacity.exhaust("on-demand")
+
+
+def sessions_of(look, job):
+    tagged = look("ec2", REGION).describe_key_pairs(Filters=[{"Name": f"tag:{GITHUB_JOB_TAG}", "Values": [str(job)]}])
+    return {k["KeyName"] for k in tagged["KeyPairs"]}
+
+
+def test_a_job_whose_create_failed_gets_exactly_one_session_once_capacity_returns(launcher, look):
+    no_capacity(launcher)
+    assert launcher(queued(1))[0] == 503
+
+    still = run_pass()
+    launcher.capacity.restore()
+    served = run_pass()
+    again = run_pass()
+
+    assert (still["pending"], still["created"]) == (1, 0)
+    assert (served["pending"], served["created"]) == (1, 1)
+    assert (again["pending"], again["created"]) == (0, 0)
+    [session] = sessions_of(look, 1)
+    assert launcher(queued(1, delivery="redelivered"))[1]["session"] == session  # one session per job
+    assert len(launcher.github.runner_names(ROOT)) == 1
+
+
+def test_a_completed_job_is_never_created_afterwards(launcher, look):
+    no_capacity(launcher)
+    launcher(queued(2))
+    launcher.capacity.restore()
+
+    assert launcher(finished(2))[0] == 200
+    summary = run_pass()
+
+    assert summary["created"] == 0 and summary["pending"] == 0
+    assert sessions_of(look, 2) == set() and launcher.github.runner_names(ROOT) == set()
+
+
+def test_a_create_that_died_mid_way_is_retried_once_its_claim_lapses(launcher, look):
+    from sessions import ledger_of
+
+    payload = workflow_job("queued", 3, labels=["self-hosted", "ec2-session"])
+    now = datetime.now(UTC)
+    ledger_of(load_launcher()).claim("github", "3", now, {k: payload[k] for k in ("action", "workflow_job")})
+
+    early = run_pass(now + timedelta(seconds=30))
+    late = run_pass(now + timedelta(minutes=3))
+
+    assert early["created"] == 0 and late["created"] == 1
+    assert len(sessions_of(look, 3)) == 1
+
+
+def test_a_day_old_pending_job_is_dropped_and_counted(launcher, look, capsys):
+    no_capacity(launcher)
+    launcher(queued(4, created_at=datetime.now(UTC) - timedelta(hours=23, minutes=50)))
+    capsys.readouterr()
+
+    summary = run_pass(datetime.now(UTC) + timedelta(minutes=16))  # its next turn, now past a day
+    reconcile.metrics.flush_metrics()
+
+    assert summary["dropped"] == 1 and summary["pending"] == 0
+    assert total(capsys.readouterr().out, "JobsDropped") == 1
+    assert run_pass()["pending"] == 0
+
+
+def test_a_job_without_a_session_after_15_minutes_gets_one_failing_check_run_saying_why(launcher):
+    no_capacity(launcher)
+    launcher(queued(5, created_at=datetime.now(UTC) - timedelta(minutes=16)))
+
+    first, second = run_pass(), run_pass()
+
+    assert (first["failed_visibly"], second["failed_visibly"]) == (1, 0)
+    [check] = launcher.github.check_runs[ROOT]
+    assert check["name"] == "ec2-sessions" and check["status"] == "completed" and check["conclusion"] == "failure"
+    assert check["head_sha"] == SHA and check["output"]["title"].startswith("no_capacity")
+
+
+def test_a_job_no_profile_matches_is_told_so_once_on_its_commit(launcher, look):
+    assert launcher(queued(6, labels=("self-hosted", "ec2-session", "gpu")))[0] == 202
+
+    first, second = run_pass(), run_pass()
+
+    assert (first["failed_visibly"], second["failed_visibly"]) == (1, 0)
+    [check] = launcher.github.check_runs[ROOT]
+    assert check["output"]["title"].startswith("no_profile")
+    assert sessions_of(look, 6) == set()
+
+
+def test_failed_recent_workflow_job_deliveries_are_redelivered_once_per_guid(launcher):
+    github = launcher.github
+    lost = github.add_delivery("guid-lost", status_code=502, ago=120)
+    github.add_delivery("guid-recovered", status_code=500, ago=600)
+    github.add_delivery("guid-recovered", status_code=200, ago=300, redelivery=True)
+    github.add_delivery("guid-ping", status_code=500, ago=60, event="ping", action=None)
+    github.add_delivery("guid-old", status_code=500, ago=2 * 3600)
+    github.redelivery_status = 502  # the redelivery fails again: listed under a new id, not redelivered again
+
+    first, second = run_pass(), run_pass()
+
+    assert github.redeliveries == [lost.id]
+    assert (first["redelivered"], second["redelivered"]) == (1, 0)
+
+
+def test_an_interrupted_job_that_failed_is_re_run_once_after_its_run_completes(launcher, look):
+    run = launcher.github.add_workflow_run(ROOT, status="in_progress", conclusion=None, head_sha=SHA)
+    _, made = launcher(queued(7, run_id=run.id))
+    event = load_event("spot-interruption.json")
+    event["detail"]["instance-id"] = made["instances"][0]["id"]
+    launcher.module.lambda_handler(event, LambdaContext())
+    assert launcher(finished(7, conclusion="failure", run_id=run.id))[0] == 200
+
+    waiting = run_pass()
+    run.status, run.conclusion = "completed", "failure"
+    rerun = run_pass(datetime.now(UTC) + timedelta(minutes=6))
+    once = run_pass(datetime.now(UTC) + timedelta(minutes=12))
+
+    assert (waiting["reruns"], rerun["reruns"], once["reruns"]) == (0, 1, 0)
+    assert [(root, ident) for root, ident, _ in launcher.github.reruns] == [(ROOT, run.id)]
+
+
+def test_a_failed_job_never_interrupted_is_not_re_run(launcher):
+    run = launcher.github.add_workflow_run(ROOT, head_sha=SHA)
+    launcher(queued(8, run_id=run.id))
+    launcher(finished(8, conclusion="failure", run_id=run.id))
+
+    assert run_pass()["reruns"] == 0 and launcher.github.reruns == []
+
+
+def test_a_runner_taken_by_another_job_binds_its_session_to_that_job_and_the_first_gets_its_own(launcher, look, capsys):
+    _, first = launcher(queued(9))
+    _, second = launcher(queued(10))
+    capsys.readouterr()
+    started = datetime.now(UTC)
+    taken = workflow_job(
+        "in_progress",
+        10,
+        labels=["self-hosted", "ec2-session"],
+        runner_name=first["runner"]["name"],
+        created_at=started - timedelta(seconds=42),
+        started_at=started,
+    )
+
+    status, body = launcher(github_event(taken, "p-10"))
+
+    assert (status, body) == (200, {"bound": [first["session"]]})
+    assert total(capsys.readouterr().out, "QueueLatency") == 42
+    assert sessions_of(look, 10) == {first["session"], second["session"]}
+    assert run_pass()["created"] == 1  # job 9, still queued, gets a session of its own
+    [own] = sessions_of(look, 9)
+    assert own not in (first["session"], second["session"])
+    released = launcher(finished(10))[1]["released"]
+    assert set(released) == {first["session"], second["session"]}
+    assert own in inventory(look, REGION)["key_pair"]
+
+
+def test_without_an_app_the_pass_only_retries_pending_jobs(launcher, look):
+    launcher.env("GITHUB_APP_SECRET_ARN", "")
+    no_capacity(launcher)
+    launcher(queued(11, created_at=datetime.now(UTC) - timedelta(minutes=20)))
+    launcher.capacity.restore()
+    calls = len(launcher.github.calls)
+
+    summary = run_pass()
+
+    assert summary["created"] == 1 and summary["failed_visibly"] == 0
+    assert len(launcher.github.calls) == calls
+
+
+def test_the_schedule_runs_the_pass_through_the_handler_and_reads_an_index_never_the_table(launcher):
+    operations = []
+    clients.client("dynamodb", REGION).meta.events.register(
+        "before-send.dynamodb", lambda event_name, **_: operations.append(event_name.rsplit(".", 1)[-1])
+    )
+    no_capacity(launcher)
+    launcher(queued(12))
+
+    summary = launcher.module.lambda_handler(load_event("launcher-reconcile.json"), LambdaContext())
+
+    assert summary["pending"] == 1 and summary["cut_short"] is None
+    assert "Query" in operations and "Scan" not in operations
+
+
+def test_a_pass_out_of_time_stops_between_jobs_and_says_so(launcher):
+    no_capacity(launcher)
+    for job in (13, 14):
+        launcher(queued(job))
+
+    summary = run_pass(time_left=lambda: 1.0)
+
+    assert summary["cut_short"] == "time" and summary["pending"] == 0
