@@ -96,12 +96,16 @@ class RegionReport(dict[str, KindReport]):
         self.runner_paths: dict[str, str] = {}  # session -> registration path its resources are tagged with
         self.kept_sessions: set[str] = set()
         self.live_sessions: set[str] = set()
+        self.removed_gib: dict[str, float] = {}  # kind -> GiB of the volumes and snapshots deleted
 
     def record(self, found: Found, outcome: str, detail: str | None = None) -> None:
         report = self[found.kind]
         with self._lock:
             if outcome == "deleted":
                 report.deleted.append(found.name)
+                gib = (found.facts or {}).get("gib")
+                if isinstance(gib, int | float):
+                    self.removed_gib[found.kind] = self.removed_gib.get(found.kind, 0) + gib
             elif outcome == "kept":
                 report.kept.append({"name": found.name, "reason": detail})
             else:
@@ -153,7 +157,7 @@ def sweep(
         reports = {region: future.result() for region, future in work.items()}
     if github is not None:
         reports[GITHUB] = sweep_github(github, settings, now, budget, dry_run, list(reports.values()))
-    return summarise(reports, budget.cut_short, dry_run)
+    return summarise(reports, budget.cut_short, dry_run, settings.max_deletions)
 
 
 GITHUB = "github"
@@ -404,7 +408,10 @@ def _delete_together[C](kind: Kind[C], client: C, chunk: list[Found], record: Re
     return [found for found in chunk if found.ident not in done]
 
 
-def summarise(reports: dict[str, RegionReport], cut_short: str | None, dry_run: bool) -> dict[str, Any]:
+def summarise(
+    reports: dict[str, RegionReport], cut_short: str | None, dry_run: bool, max_deletions: int | None = None
+) -> dict[str, Any]:
+    """The run in one JSON object: totals, what it removed (to price it), and every region's kinds."""
     totals = {"deleted": 0, "kept": 0, "failed": 0}
     regions: dict[str, dict[str, dict[str, Any]]] = {}
     for region, report in reports.items():
@@ -417,7 +424,21 @@ def summarise(reports: dict[str, RegionReport], cut_short: str | None, dry_run: 
             }
             for outcome in totals:
                 totals[outcome] += len(getattr(kind_report, outcome))
-    return {"dry_run": dry_run, "cut_short": cut_short, "totals": totals, "regions": regions}
+    removed = {
+        "volume_gib": sum(r.removed_gib.get("volume", 0) for r in reports.values()),
+        "snapshot_gib": sum(r.removed_gib.get("snapshot", 0) for r in reports.values()),
+        "addresses": sum(len(r["address"].deleted) for r in reports.values() if "address" in r),
+    }
+    summary: dict[str, Any] = {
+        "dry_run": dry_run,
+        "cut_short": cut_short,
+        "totals": totals,
+        "removed": removed,
+        "regions": regions,
+    }
+    if max_deletions is not None:
+        summary["budget_left"] = max(0, max_deletions - totals["deleted"])
+    return summary
 
 
 def summary_for_log(summary: dict[str, Any], budget: int = LOG_BUDGET_BYTES) -> dict[str, Any]:

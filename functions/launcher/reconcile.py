@@ -96,6 +96,7 @@ def reconcile(settings: LauncherSettings, now: datetime, time_left: Callable[[],
         redeliver_lost(app, ledger, run)
         rerun_interrupted(settings, ledger, app, run)
     publish(run)
+    count_live_sessions(settings, run.now)
     summary = run.summary()
     logger.info("reconcile pass finished", extra={"summary": summary})
     return summary
@@ -265,6 +266,17 @@ def publish(run: Pass) -> None:
     ):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=run.counts[key])
     metrics.add_metric(name="OldestPendingSeconds", unit=MetricUnit.Seconds, value=run.oldest_pending)
+
+
+def count_live_sessions(settings: LauncherSettings, now: datetime) -> None:
+    """``LiveSessions`` per base, from the slots every create holds: one read per base a pass."""
+    from aws_lambda_powertools.metrics import single_metric
+    from sessions import slots_of
+
+    slots = slots_of(settings)
+    for base in settings.session_bases:
+        with single_metric(name="LiveSessions", unit=MetricUnit.Count, value=slots.live(base, now)) as metric:
+            metric.add_dimension(name="base", value=base)
 
 
 def _code(error: Exception) -> dict[str, str]:

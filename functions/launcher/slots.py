@@ -66,6 +66,12 @@ class Slots:
             self._sleep(random.uniform(0.005, 0.05))  # noqa: S311 (jitter, not a secret)
         raise TooManySessions(f"{what} is contended right now: retry in a few seconds")
 
+    def live(self, base: str, now: datetime) -> int:
+        """How many live sessions hold a slot of ``base`` (the dashboard's live sessions)."""
+        item = self._db.get_item(TableName=self._table, Key=self._key(base), ConsistentRead=True).get("Item", {})
+        held = item.get("sessions", {}).get("M", {}).values()
+        return sum(1 for expires in held if int(expires["N"]) > now.timestamp())
+
     def give_back(self, name: SessionName, profile: str | None = None) -> None:
         """Free ``name``'s slot (a release or a rolled-back create); a pool never written is fine."""
         try:

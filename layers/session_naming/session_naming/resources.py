@@ -162,10 +162,16 @@ class Kind[C]:
 
 
 def _by_tag(
-    kind: str, ident: str, resource: Mapping[str, Any], *, in_use: bool = False, uses: tuple[str, ...] = ()
+    kind: str,
+    ident: str,
+    resource: Mapping[str, Any],
+    *,
+    in_use: bool = False,
+    uses: tuple[str, ...] = (),
+    facts: Mapping[str, Any] | None = None,
 ) -> Found:
     tags = tags_of(resource)
-    return Found(kind, tags.get(SESSION_TAG, ""), ident, tags, in_use=in_use, uses=uses)
+    return Found(kind, tags.get(SESSION_TAG, ""), ident, tags, in_use=in_use, uses=uses, facts=facts)
 
 
 class _Ec2Kind(Kind["EC2Client"]):
@@ -360,7 +366,7 @@ class _Volumes(_Ec2Kind):
     def pages(self, client: EC2Client, patterns: list[str]) -> Iterator[list[Found]]:
         filters: list[FilterTypeDef] = [_session_tag_filter(patterns), {"Name": "status", "Values": ["available"]}]
         for page in client.get_paginator("describe_volumes").paginate(Filters=filters):
-            yield [_by_tag(self.name, v["VolumeId"], v) for v in page["Volumes"]]
+            yield [_by_tag(self.name, v["VolumeId"], v, facts={"gib": v.get("Size", 0)}) for v in page["Volumes"]]
 
     def delete(self, client: EC2Client, found: Found) -> None:
         client.delete_volume(VolumeId=found.ident)
@@ -417,7 +423,9 @@ class _Snapshots(_Ec2Kind):
             OwnerIds=["self"], Filters=[_session_tag_filter(patterns)]
         )
         for page in pages:
-            yield [_by_tag(self.name, s["SnapshotId"], s) for s in page["Snapshots"]]
+            yield [
+                _by_tag(self.name, s["SnapshotId"], s, facts={"gib": s.get("VolumeSize", 0)}) for s in page["Snapshots"]
+            ]
 
     def delete(self, client: EC2Client, found: Found) -> None:
         client.delete_snapshot(SnapshotId=found.ident)
