@@ -409,13 +409,7 @@ def test_a_kind_that_cannot_be_listed_stops_deletions_in_every_region(clients):
 def test_a_keep_tag_in_one_region_keeps_the_session_in_every_swept_region(clients):
     session, other = name_expiring(BASE, -HOUR, NOW), "eu-west-1"
     seed(clients, REGION, session)
-    clients("ec2", other).create_key_pair(
-        KeyName=session,
-        KeyType="ed25519",
-        TagSpecifications=[
-            {"ResourceType": "key-pair", "Tags": [*session_tags(session), {"Key": KEEP_TAG, "Value": "TRUE"}]}
-        ],
-    )
+    seed(clients, other, session, kinds=("key_pair",), keep=True)
 
     summary = run(clients, REGIONS=f"{REGION},{other}")
 

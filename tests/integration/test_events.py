@@ -20,12 +20,19 @@ from tests.support.stack import make_launch_template
 from tools.sign import resign
 
 COLLECTOR_EVENTS = sorted(p.name for p in EVENTS.glob("collector-*.json"))
-LAUNCHER_EVENTS = sorted(p.name for p in EVENTS.glob("launcher-*.json"))
+SCHEDULED = ("launcher-reconcile.json", "spot-interruption.json")  # the launcher's events that are no URL request
+LAUNCHER_EVENTS = sorted(p.name for p in EVENTS.glob("launcher-*.json") if p.name not in SCHEDULED)
 
 
 def test_every_event_file_belongs_to_a_handler():
-    assert {p.name for p in EVENTS.glob("*.json")} == {*COLLECTOR_EVENTS, *LAUNCHER_EVENTS, "spot-interruption.json"}
+    assert {p.name for p in EVENTS.glob("*.json")} == {*COLLECTOR_EVENTS, *LAUNCHER_EVENTS, *SCHEDULED}
     assert len(COLLECTOR_EVENTS) == 3 and len(LAUNCHER_EVENTS) == 6
+
+
+def test_the_reconcile_sample_runs_a_pass_and_answers_its_summary(launcher_stack):
+    summary = load_handler("launcher").lambda_handler(load_event("launcher-reconcile.json"), LambdaContext())
+
+    assert {"pending", "created", "dropped", "redelivered", "failed_visibly", "reruns", "cut_short"} <= set(summary)
 
 
 def test_the_spot_interruption_sample_releases_the_session_of_its_instance(launcher_stack, look, monkeypatch):

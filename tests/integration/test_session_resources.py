@@ -79,13 +79,7 @@ def test_a_keep_tag_in_another_region_keeps_the_session_in_every_region(clients)
     """Kept means kept everywhere the stack works: one region's listing alone cannot tell."""
     session, other_region = name_expiring(BASE, LIVE, NOW), "eu-west-1"
     seed(clients, REGION, session)
-    clients("ec2", other_region).create_key_pair(
-        KeyName=session,
-        KeyType="ed25519",
-        TagSpecifications=[
-            {"ResourceType": "key-pair", "Tags": [*session_tags(session), {"Key": KEEP_TAG, "Value": "true"}]}
-        ],
-    )
+    seed(clients, other_region, session, kinds=("key_pair",), keep=True)
 
     deletable, kept = session_resources(clients, [REGION, other_region], session, (BASE,))
     alone, _ = session_resources(clients, [REGION], session, (BASE,))

@@ -54,6 +54,7 @@ ALLOWED = {
         "ec2:CreateLaunchTemplate",
         "iam:CreateServiceLinkedRole",
         "ssm:GetParameter",
+        "dynamodb:Query",
     },
 }
 # Tagging after creation: what an ending instance holds and no session claims, with the session's tags only.
@@ -114,6 +115,19 @@ def tags_only_holdings(statement: dict) -> bool:
         and "SessionBases" in repr(condition["StringLike"])
         and condition["ForAllValues:StringEquals"] == HOLDINGS_CONDITION["ForAllValues:StringEquals"]
         and all(":volume/" in repr(r) or ":network-interface/" in repr(r) for r in as_list(statement["Resource"]))
+    )
+
+
+def retags_only_sessions(statement: dict) -> bool:
+    """``ec2:CreateTags`` after creation: on a session's resources, naming such a session, its job key only."""
+    condition = statement.get("Condition", {})
+    return (
+        as_list(statement["Action"]) == ["ec2:CreateTags"]
+        and set(condition) == {"StringLike", "ForAllValues:StringEquals"}
+        and set(condition["StringLike"]) == SESSION_TAG_KEYS
+        and all("SessionBases" in repr(value) for value in condition["StringLike"].values())
+        and condition["ForAllValues:StringEquals"]
+        == {"aws:TagKeys": ["ec2-sessions:session", "ec2-sessions:github-job"]}
     )
 
 
@@ -186,7 +200,7 @@ def test_launcher_creates_only_with_the_session_tag_and_tags_only_while_creating
         conditions = statement.get("Condition", {})
         if actions & {"ec2:CreateKeyPair", "ec2:ImportKeyPair"}:
             assert "aws:RequestTag/ec2-sessions:session" in conditions["StringLike"]
-        if "ec2:CreateTags" in actions and not tags_only_holdings(statement):
+        if "ec2:CreateTags" in actions and not tags_only_holdings(statement) and not retags_only_sessions(statement):
             assert set(conditions["StringEquals"]["ec2:CreateAction"]) == {
                 "CreateKeyPair",
                 "ImportKeyPair",
@@ -201,7 +215,9 @@ def test_launcher_creates_only_with_the_session_tag_and_tags_only_while_creating
             assert "aws:RequestTag/ec2-sessions:session" in conditions["StringLike"]
         if "secretsmanager:GetSecretValue" in actions:
             assert statement["Resource"] == [{"Ref": "WebhookSecret"}, {"Ref": "GitHubAppSecret"}]
-        if any(a.startswith("dynamodb:") for a in actions):
+        if actions == {"dynamodb:Query"}:  # the reconcile pass reads the index of waiting jobs, never the table
+            assert statement["Resource"] == {"Fn::Sub": "${IdempotencyTable.Arn}/index/due"}
+        elif any(a.startswith("dynamodb:") for a in actions):
             assert statement["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
         if "iam:PassRole" in actions:
             assert statement["Resource"] == {"Ref": "InstanceRoleArn"}
@@ -320,7 +336,7 @@ def test_the_launcher_may_list_and_delete_every_kind_a_release_meets():
 
     assert granted >= LAUNCHER_RELEASE_NEEDS, LAUNCHER_RELEASE_NEEDS - granted
     for statement in statements("launcher"):
-        if tags_only_holdings(statement):
+        if tags_only_holdings(statement) or retags_only_sessions(statement):
             continue
         deletes = {a for a in as_list(statement["Action"]) if a in LAUNCHER_RELEASE_NEEDS and not READ_ONLY.match(a)}
         deletes -= {"ec2:CreateTags"}  # tagging while creating, or what an instance holds: checked above
@@ -328,3 +344,9 @@ def test_the_launcher_may_list_and_delete_every_kind_a_release_meets():
             assert set(statement["Condition"]["StringLike"]) == {"ec2:ResourceTag/ec2-sessions:session"}, statement[
                 "Sid"
             ]
+
+
+def test_the_launcher_retags_only_session_resources_with_a_session_tag_and_the_job_key():
+    [statement] = [s for s in statements("launcher") if s.get("Sid") == "RebindASessionToTheJobItsRunnerTook"]
+
+    assert retags_only_sessions(statement)

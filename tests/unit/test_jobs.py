@@ -6,24 +6,78 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from breaker import SpotBreaker
 from errors import JobBusy, JobOver
-from jobs import CLAIM_LEASE, JobLedger
+from jobs import CLAIM_LEASE, PENDING, RERUN, JobLedger
 from moto import mock_aws
+
+from tools.local_stack import TABLE, make_launcher_stack
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def ledger():
+def table():
+    """The stack's job table, with its index of waiting jobs, as tools/local_stack.py makes it."""
     with mock_aws():
         db = boto3.client("dynamodb", region_name="us-east-1")
-        db.create_table(
-            TableName="t",
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield JobLedger(db, "t")
+        make_launcher_stack(lambda service, region: boto3.client(service, region_name=region), "s")
+        yield db
+
+
+@pytest.fixture
+def ledger(table):
+    return JobLedger(table, TABLE)
+
+
+def waiting(ledger, queue, now):
+    return [item["id"]["S"] for item in ledger.due(queue, now)[0]]
+
+
+def test_a_claimed_job_waits_in_the_index_until_served_and_a_failed_one_until_its_next_turn(ledger):
+    delivery = {"workflow_job": {"id": 1}}
+    ledger.claim("github", "1", NOW, delivery)
+    assert waiting(ledger, PENDING, NOW) == []  # being made: due when the claim lapses
+    assert waiting(ledger, PENDING, NOW + CLAIM_LEASE) == ["job#github#1"]
+
+    ledger.pend("github", "1", "no_capacity", NOW, NOW - timedelta(minutes=5))
+    assert waiting(ledger, PENDING, NOW) == ["job#github#1"]  # young: every pass
+    assert ledger.take("github", "1", NOW) and not ledger.take("github", "1", NOW)
+    ledger.pend("github", "1", "no_capacity", NOW, NOW - timedelta(hours=2))
+    assert waiting(ledger, PENDING, NOW + timedelta(minutes=14)) == []  # older than an hour: every 15 minutes
+    assert waiting(ledger, PENDING, NOW + timedelta(minutes=15)) == ["job#github#1"]
+
+    assert ledger.take("github", "1", NOW + timedelta(minutes=15))
+    ledger.settle("github", "1", {"session": "s"})
+    assert waiting(ledger, PENDING, NOW + timedelta(days=1)) == []
+
+
+def test_an_ended_job_leaves_the_index_and_a_failed_interrupted_one_waits_for_its_re_run(ledger):
+    ledger.claim("github", "1", NOW, {"workflow_job": {"id": 1}})
+    ledger.claim("github", "2", NOW, {"workflow_job": {"id": 2}})
+    ledger.end("github", "1", NOW)
+    ledger.end("github", "2", NOW, rerun={"workflow_job": {"id": 2, "run_id": 5}})
+
+    assert waiting(ledger, PENDING, NOW + timedelta(days=1)) == []
+    assert waiting(ledger, RERUN, NOW) == ["job#github#2"]
+
+
+def test_the_breaker_opens_on_its_threshold_within_half_an_hour_and_closes_half_an_hour_later(table):
+    breaker = SpotBreaker(table, TABLE, threshold=3)
+
+    opened = [breaker.record("small", NOW + timedelta(minutes=m)) for m in (0, 10, 20)]
+
+    assert opened == [False, False, True]
+    assert breaker.is_open("small", NOW + timedelta(minutes=49)) and not breaker.is_open("gpu", NOW)
+    assert not breaker.is_open("small", NOW + timedelta(minutes=51))
+
+
+def test_interruptions_spread_over_more_than_half_an_hour_keep_the_breaker_closed(table):
+    breaker = SpotBreaker(table, TABLE, threshold=3)
+
+    opened = [breaker.record("small", NOW + timedelta(minutes=m)) for m in (0, 20, 40, 60)]
+
+    assert opened == [False, False, False, False]
 
 
 def test_a_job_is_claimed_once_and_later_deliveries_get_its_answer(ledger):
