@@ -41,6 +41,8 @@ def profiles_of(settings: LauncherSettings) -> Mapping[str, Profile]:
     A bad document in SSM is a configuration error naming profile and field,
     as a bad ``PROFILES`` is: nothing is launched with it.
     """
+    if settings.launch_template_id and (settings.profiles_parameter or not _legacy(settings.profiles)):
+        _warn_unused_template()
     if settings.profiles_parameter is None:
         return settings.profiles
     from aws_lambda_powertools.utilities.parameters import SSMProvider
@@ -53,6 +55,18 @@ def profiles_of(settings: LauncherSettings) -> Mapping[str, Profile]:
         return _parsed(text, settings.github_label, settings.max_lifetime)
     except ProfileError as error:
         raise ConfigError(f"configuration error: {error} (from {settings.profiles_parameter})") from None
+
+
+def _legacy(profiles: Mapping[str, Profile]) -> bool:
+    return any(profile.legacy for profile in profiles.values())
+
+
+@cache
+def _warn_unused_template() -> None:
+    """Once per container: both set is a configuration an operator should mend."""
+    from aws_lambda_powertools import Logger
+
+    Logger().warning("configuration: PROFILES is set, so LAUNCH_TEMPLATE_ID is not used; remove one of them")
 
 
 @cache

@@ -45,6 +45,7 @@ def launcher(launcher, look):
     }
     launcher.env("PROFILES", json.dumps(profiles))
     launcher.capacity = Capacity().attach(clients.client("ec2", REGION))
+    launcher.template = template
     return launcher
 
 
@@ -209,3 +210,19 @@ def test_a_release_tags_a_volume_a_test_attached_before_it_ends_the_instance(lau
     assert status == 200
     tags = {t["Key"]: t["Value"] for t in ec2.describe_volumes(VolumeIds=[volume])["Volumes"][0].get("Tags", [])}
     assert tags[SESSION_TAG] == made["session"]  # the collector removes it at expiry, like any of the session's
+
+
+def test_profiles_from_an_ssm_parameter_are_read_and_a_bad_document_there_launches_nothing(launcher, look):
+    ssm = look("ssm", REGION)
+    document = {"ssm-one": {"labels": ["ec2-session"], "launch_template_id": launcher.template}}
+    ssm.put_parameter(Name="/ec2-sessions/profiles", Value=json.dumps(document), Type="String")
+    launcher.env("PROFILES", "ssm:/ec2-sessions/profiles")
+
+    status, body = launcher(url_event("POST", "/sessions", {"instance": True}))
+
+    assert status == 201 and body["instances"][0]["profile"] == "ssm-one"
+    ssm.put_parameter(Name="/ec2-sessions/bad", Value='{"x": {"labels": []}}', Type="String")
+    launcher.env("PROFILES", "ssm:/ec2-sessions/bad")
+    before = inventory(look, REGION)
+    assert launcher(url_event("POST", "/sessions", {"instance": True}))[0] == 500
+    assert inventory(look, REGION) == before
