@@ -93,7 +93,11 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     if is_reconcile(event):
         from reconcile import reconcile
 
-        return reconcile(load_launcher(), datetime.now(UTC), lambda: context.get_remaining_time_in_millis() / 1000)
+        try:
+            return reconcile(load_launcher(), datetime.now(UTC), lambda: context.get_remaining_time_in_millis() / 1000)
+        except Exception:
+            count("ReconcileFailures")  # the pass itself failed (one job's failure never does): alarmed
+            raise
     try:
         result = answer(event, context)
     except (HttpError, DomainError) as error:

@@ -247,3 +247,13 @@ def test_a_pass_out_of_time_stops_between_jobs_and_says_so(launcher):
     summary = run_pass(time_left=lambda: 1.0)
 
     assert summary["cut_short"] == "time" and summary["pending"] == 0
+
+
+def test_a_pass_that_fails_as_a_whole_is_counted_for_its_alarm_and_raises(launcher, capsys):
+    launcher.env("IDEMPOTENCY_TABLE", "no-such-table")
+    capsys.readouterr()
+
+    with pytest.raises(Exception, match="ResourceNotFoundException|Requested resource not found"):
+        launcher.module.lambda_handler(load_event("launcher-reconcile.json"), LambdaContext())
+
+    assert total(capsys.readouterr().out, "ReconcileFailures") == 1
