@@ -46,7 +46,7 @@ def test_handler_sweeps_and_reports_metrics_and_one_line_per_deletion(collector,
 
     assert summary["totals"] == {"deleted": 2, "kept": 2, "failed": 0}
     metrics = {
-        (m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], m["kind"]): m
+        (m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], m.get("kind")): m
         for m in metric_lines(capsys.readouterr().out)
     }
     assert metrics["Deleted", "key_pair"]["Deleted"] == [1.0]
@@ -111,7 +111,7 @@ def huge_summary(regions: int = 4, per_list: int = 3000) -> dict:
 def test_sweep_finished_stays_one_log_event_under_256_kb_however_large_the_run(collector, monkeypatch):
     summary = huge_summary()
     monkeypatch.setattr(collector, "sweep", lambda *args, **kwargs: summary)
-    monkeypatch.setattr(collector, "publish_metrics", lambda summary: None)
+    monkeypatch.setattr(collector, "publish_metrics", lambda summary, seconds: None)
 
     answer = collector.lambda_handler({}, LambdaContext())
 
