@@ -20,7 +20,7 @@ import gzip
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +36,15 @@ from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 from errors import SessionKept, SessionNotFound  # noqa: E402
 from launch import release_session  # noqa: E402
 from session_naming import GITHUB_JOB_TAG, GITLAB_JOB_TAG, KEEP_TAG, PROFILE_TAG, SessionName, clients  # noqa: E402
-from session_naming.resources import INSTANCES, KEY_PAIRS, ORDER, SECURITY_GROUPS, Found, kept_sessions  # noqa: E402
+from session_naming.resources import (  # noqa: E402
+    INSTANCES,
+    KEY_PAIRS,
+    ORDER,
+    SECURITY_GROUPS,
+    Clients,
+    Found,
+    kept_sessions,
+)
 from session_naming.settings import ConfigError, LauncherSettings, load_launcher  # noqa: E402
 
 from tools.report import summary_table, table  # noqa: E402
@@ -94,7 +102,7 @@ class Session:
 # ---- domain: what the subcommands do, given clients ------------------------------------------------------------
 
 
-def list_sessions(client: Callable[..., Any], regions: Iterable[str], bases: Sequence[str]) -> list[Session]:
+def list_sessions(client: Clients, regions: Iterable[str], bases: Sequence[str]) -> list[Session]:
     """The live sessions of ``bases``: those with a key pair, group or instance left, in name order.
 
     Every kind is listed (the collector's own listings, by ``<base>/*``), so
@@ -119,9 +127,7 @@ def list_sessions(client: Callable[..., Any], regions: Iterable[str], bases: Seq
     return [session for _, session in sorted(sessions.items()) if session.live]
 
 
-def session_instances(
-    client: Callable[..., Any], region: str, instances: list[Found], sessions: Mapping[str, Session]
-) -> None:
+def session_instances(client: Clients, region: str, instances: list[Found], sessions: Mapping[str, Session]) -> None:
     """Each listed instance's state, type and market (``InstanceLifecycle``: spot, or on-demand when absent)."""
     if not instances:
         return
@@ -129,7 +135,7 @@ def session_instances(
     for page in client("ec2", region).get_paginator("describe_instances").paginate(InstanceIds=list(owner)):
         for reservation in page["Reservations"]:
             for instance in reservation["Instances"]:
-                name = owner.get(instance["InstanceId"])
+                name = owner.get(instance["InstanceId"], "")
                 if name in sessions:
                     sessions[name].instances.append(
                         {
@@ -142,7 +148,7 @@ def session_instances(
                     )
 
 
-def set_keep(client: Callable[..., Any], regions: Iterable[str], name: SessionName, keep: bool) -> dict[str, int]:
+def set_keep(client: Clients, regions: Iterable[str], name: SessionName, keep: bool) -> dict[str, int]:
     """Tag (or untag) every resource of the session, of every kind, in every region; answer how many, by kind."""
     tagged: dict[str, int] = {}
     for region in regions:
@@ -174,7 +180,8 @@ def set_keep(client: Callable[..., Any], regions: Iterable[str], name: SessionNa
     return tagged
 
 
-def _keep_tag() -> dict[str, str]:
+def _keep_tag() -> Any:
+    """``ec2-sessions:keep=true`` in the shape EC2's and SSM's tagging calls both take."""
     return {"Key": KEEP_TAG, "Value": "true"}
 
 
@@ -185,9 +192,7 @@ def _ec2_ids(ec2: Any, kind: str, idents: list[str]) -> list[str]:
     return [pair["KeyPairId"] for pair in ec2.describe_key_pairs(KeyNames=idents)["KeyPairs"]]
 
 
-def release(
-    client: Callable[..., Any], settings: LauncherSettings, name: SessionName, slots: Any | None
-) -> dict[str, Any]:
+def release(client: Clients, settings: LauncherSettings, name: SessionName, slots: Any | None) -> dict[str, Any]:
     """The launcher's judged release, deleting in every region given (an operator may delete everywhere)."""
     try:
         return release_session(client, settings, name, slots, delete_regions=settings.regions)
@@ -303,13 +308,18 @@ def _profile_region() -> str | None:
     return boto3.session.Session().region_name
 
 
-def slots_for(settings: LauncherSettings) -> Any | None:
-    """The stack's live-session slots when ``IDEMPOTENCY_TABLE`` names its table, so a release frees its slot."""
+def slots_for(settings: LauncherSettings, env: Mapping[str, str]) -> Any | None:
+    """The stack's live-session slots when ``IDEMPOTENCY_TABLE`` names its table, so a release frees its slot.
+
+    The table is the stack's, in the region of the usual AWS variables,
+    whichever regions ``--regions`` names.
+    """
     if settings.idempotency_table == NOT_READ_HERE:
         return None
     from slots import Slots
 
-    return Slots(clients.client("dynamodb", settings.region), settings.idempotency_table)
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or _profile_region() or settings.region
+    return Slots(clients.client("dynamodb", region), settings.idempotency_table)
 
 
 def session_name(text: str) -> SessionName:
@@ -383,20 +393,22 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: Any, out: Any) 
         return 0
     if args.command == "release":
         assert name is not None
-        report = release(clients.client, settings, name, slots_for(settings))
+        report = release(clients.client, settings, name, slots_for(settings, env))
         print(release_line(report), file=out)
         return FAILED if report["failed"] else 0
-    return expire(args, settings, now, out)
+    return expire(args, settings, env, now, out)
 
 
-def expire(args: argparse.Namespace, settings: LauncherSettings, now: datetime, out: Any) -> int:
+def expire(
+    args: argparse.Namespace, settings: LauncherSettings, env: Mapping[str, str], now: datetime, out: Any
+) -> int:
     """Release every live session of the base; without ``--yes`` list them and change nothing."""
     sessions = list_sessions(clients.client, settings.regions, settings.session_bases)
     if not args.yes:
         print(sessions_table(sessions, now), file=out)
         print(f"would release {len(sessions)} session(s); nothing changed (add --yes to release)", file=out)
         return 0
-    slots, refused, failed = slots_for(settings), 0, 0
+    slots, refused, failed = slots_for(settings, env), 0, 0
     for session in sessions:
         try:
             report = release(clients.client, settings, session.name, slots)

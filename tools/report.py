@@ -22,7 +22,7 @@ def summary_table(summary: dict) -> str:
     rows = [("kind", "deleted", "kept (by reason)", "failed")]
     kinds = dict.fromkeys(kind for region in summary["regions"].values() for kind in region)
     for kind in kinds:
-        deleted, failed, reasons = 0, 0, Counter()
+        deleted, failed, reasons = 0, 0, Counter[str]()
         for region in summary["regions"].values():
             report = region.get(kind, {"deleted": [], "kept": [], "failed": []})
             more = report.get("more", {})

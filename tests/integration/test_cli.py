@@ -21,8 +21,11 @@ from pathlib import Path
 
 import pytest
 from session_naming import GITHUB_JOB_TAG, GITLAB_JOB_TAG, KEEP_TAG, PROFILE_TAG
+from slots import Slots
 
+from tests.support.function_url import SECRET
 from tests.support.seed import inventory, name_expiring, seed
+from tools.local_stack import make_launcher_stack
 from tools.offline import FAKE_AWS
 from tools.operate import Refused, find_summary, main
 from tools.report import summary_table
@@ -41,14 +44,14 @@ SUMMARY = {
 }
 
 
-def ec2_sessions(aws, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def ec2_sessions(aws, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     """Run the command; a traceback on its standard error fails the test whatever it exits with.
 
     ``PYTHONPATH`` is this checkout, so a console script installed from
     another checkout into a shared venv still runs the code under test.
     """
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tools.operate"]
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **FAKE_AWS, "AWS_ENDPOINT_URL": aws.url}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **FAKE_AWS, "AWS_ENDPOINT_URL": aws.url, **env}
     done = subprocess.run(  # noqa: S603 (our own command)
         [*command, *args], input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False
     )
@@ -119,20 +122,24 @@ def test_list_shows_live_sessions_with_expiry_profile_job_instance_market_and_ke
     assert sessions[spot]["expires_at"] == spot.expires.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_a_kept_session_is_refused_release_and_once_unkept_is_released_whole(aws, look):
-    name = name_expiring(BASE, timedelta(hours=2), datetime.now(UTC))
+def test_a_kept_session_is_refused_release_and_once_unkept_is_released_whole_and_its_slot_freed(aws, look):
+    """Every kind is tagged keep, the key pair by its ``key-...`` id; the release gives the stack's slot back."""
+    now = datetime.now(UTC)
+    name = name_expiring(BASE, timedelta(hours=2), now)
     # The kinds named by the session and two it leaves behind (found by their session tag alone).
     ids = seed(look, REGION, name, kinds=("instance", "parameter", "key_pair", "snapshot", "address", "security_group"))
+    table = make_launcher_stack(look, SECRET)["IDEMPOTENCY_TABLE"]
+    Slots(look("dynamodb", REGION), table).take(name, 50, now)
 
     kept = ec2_sessions(aws, "keep", name)
     tags = look("ec2", REGION).describe_tags(Filters=[{"Name": "key", "Values": [KEEP_TAG]}])["Tags"]
     parameter = look("ssm", REGION).list_tags_for_resource(ResourceType="Parameter", ResourceId=ids["parameter"])
     refused = ec2_sessions(aws, "release", name)
     unkept = ec2_sessions(aws, "unkeep", name)
-    released = ec2_sessions(aws, "release", name)
+    released = ec2_sessions(aws, "release", name, IDEMPOTENCY_TABLE=table)
 
     assert kept.returncode == 0 and "kept: tagged" in kept.stdout
-    ec2_ids = {v for k, v in ids.items() if k != "parameter"} - {name}  # the key pair is tagged by its key-... id
+    ec2_ids = {v for k, v in ids.items() if k != "parameter"} - {name}
     assert ec2_ids <= {t["ResourceId"] for t in tags}
     assert any(t["ResourceId"].startswith("key-") for t in tags)
     assert {"Key": KEEP_TAG, "Value": "true"} in parameter["TagList"]
@@ -140,6 +147,8 @@ def test_a_kept_session_is_refused_release_and_once_unkept_is_released_whole(aws
     assert unkept.returncode == 0 and "no longer kept" in unkept.stdout
     assert released.returncode == 0 and released.stdout.startswith(f"released {name}: deleted instance 1")
     assert all(name not in names for names in inventory(look, REGION).values())
+    slots = look("dynamodb", REGION).get_item(TableName=table, Key={"id": {"S": f"slots#{BASE}"}})["Item"]
+    assert slots["sessions"]["M"] == {}
 
 
 def test_expire_without_yes_changes_nothing_and_with_yes_releases_all_but_the_kept(aws, look):
