@@ -32,7 +32,7 @@ for _folder in (ROOT / "functions" / "launcher", ROOT / "layers" / "session_nami
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 
-from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # noqa: E402
 from errors import SessionKept, SessionNotFound  # noqa: E402
 from launch import release_session  # noqa: E402
 from session_naming import GITHUB_JOB_TAG, GITLAB_JOB_TAG, KEEP_TAG, PROFILE_TAG, SessionName, clients  # noqa: E402
@@ -298,7 +298,12 @@ def settings_for(args: argparse.Namespace, env: Mapping[str, str], bases: str | 
             }
         )
     except ConfigError as error:
-        raise UsageError(f"{error} (REGIONS is --regions, SESSION_BASES --base)") from None
+        # AWS_REGION is the first of REGIONS here: a problem with it is REGIONS's, said once.
+        problems = str(error).removeprefix("configuration error: ").split("; ")
+        problems = [p for p in problems if not p.startswith("AWS_REGION ")] or problems
+        raise UsageError(
+            f"configuration error: {'; '.join(problems)} (--regions sets REGIONS, --base SESSION_BASES)"
+        ) from None
 
 
 def _profile_region() -> str | None:
@@ -433,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     except ClientError as error:
         info = error.response.get("Error", {})
         return _fail(FAILED, f"AWS refused {error.operation_name}: {info.get('Code')}: {info.get('Message', '')}")
-    except BotoCoreError as error:  # no credentials, no endpoint: botocore's message names the fix
+    except NoCredentialsError:
+        return _fail(FAILED, "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    except BotoCoreError as error:  # no endpoint, a bad profile: botocore's message names the fix
         return _fail(FAILED, f"AWS: {error}")
     except KeyboardInterrupt:
         return _fail(130, "interrupted")
