@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import gzip
+import importlib
 import json
 import subprocess
 import sys
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,9 +67,12 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
-def test_the_venv_holds_the_console_script_make_install_creates():
-    """``make install`` installs the project, editable, into the venv; the other tests fall back to ``-m``."""
-    assert SCRIPT.exists(), f"{SCRIPT} is missing: run make install (pip install --no-deps --no-build-isolation -e .)"
+def test_the_console_script_make_install_creates_runs_the_commands_main():
+    """pyproject.toml's ``[project.scripts]`` entry is what ``make install`` writes into .venv/bin/ec2-sessions."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["ec2-sessions"].partition(":")
+
+    assert getattr(importlib.import_module(module), function) is main
 
 
 @pytest.mark.parametrize(
