@@ -442,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(FAILED, "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     except BotoCoreError as error:  # no endpoint, a bad profile: botocore's message names the fix
         return _fail(FAILED, f"AWS: {error}")
+    except BrokenPipeError:  # the reader stopped early (| head): say nothing more, not even at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FAILED
     except KeyboardInterrupt:
         return _fail(130, "interrupted")
     except Exception as error:  # never a traceback to an operator; the type names what broke
