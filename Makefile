@@ -39,11 +39,12 @@ PORT ?= 8787
 # `make lock UPGRADE=1` moves everything to the newest versions allowed.
 UV_COMPILE := $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.13 \
   --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
-# A virtual environment from its lock: $(call locked_venv,<folder>,<lock>)
+# A virtual environment from its lock: $(call locked_venv,<folder>,<lock>[,<then run this in it>])
 define locked_venv
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/pip install --quiet --require-hashes -r $(2)
+	$(3)
 	touch $(1)/.installed
 endef
 
@@ -52,8 +53,10 @@ endef
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.lock
-	$(call locked_venv,$(VENV),requirements-dev.lock)
+# The project itself too, editable and without dependencies (the lock holds them): .venv/bin/ec2-sessions.
+# pyproject.toml is a prerequisite so that an existing checkout gets the command once it pulls it.
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
+	$(call locked_venv,$(VENV),requirements-dev.lock,$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .)
 
 $(SAM_VENV)/.installed: requirements-sam.lock
 	$(call locked_venv,$(SAM_VENV),requirements-sam.lock)
@@ -64,7 +67,7 @@ $(SCAN_VENV)/.installed: requirements-scan.lock
 $(LOCK_VENV)/.installed: requirements-uv.lock
 	$(call locked_venv,$(LOCK_VENV),requirements-uv.lock)
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## Create the three virtual environments from their locks
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## Create the three virtual environments from their locks; .venv/bin/ec2-sessions
 
 lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: newest versions); see the table above
 	@# The layer's lock first: the test environment's is constrained to it.
@@ -142,4 +145,5 @@ bench: $(VENV)/.installed ## Benchmarks against their baselines (not part of mak
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean: ## Remove virtual environments and build output
-	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) $(LOCK_VENV) .aws-sam .pytest_cache .hypothesis .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) $(LOCK_VENV) .aws-sam .pytest_cache .hypothesis .ruff_cache .mypy_cache \
+	  ec2_sessions.egg-info

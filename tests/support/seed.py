@@ -42,7 +42,9 @@ def _image(ec2) -> str:
     return _catalogue_image(ec2.meta.endpoint_url, ec2.meta.region_name)
 
 
-def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=False, extra_tags=None) -> dict:
+def seed(
+    clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=False, extra_tags=None, spot=False
+) -> dict:
     """Create the resources of one session (``name`` need not parse); answer their ids by kind.
 
     The tag-identified kinds (volume, network interface, image, snapshot,
@@ -51,7 +53,8 @@ def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=
     instance when one is seeded (``CreateImage``), otherwise registered;
     either way moto gives it a snapshot of its own, tagged here afterwards
     (moto cannot tag it at ``CreateImage``), as AWS's ``CreateImage`` with a
-    ``snapshot`` tag specification would: ``ids["image_snapshot"]``.
+    ``snapshot`` tag specification would: ``ids["image_snapshot"]``. ``spot``
+    asks for the instance on the spot market (its ``InstanceLifecycle`` is then ``spot``).
     """
     ec2, ssm = clients("ec2", region), clients("ssm", region)
     tags = session_tags(SessionName(name), extra_tags) if tagged else []
@@ -90,6 +93,7 @@ def seed(clients, region: str, name: str, kinds=ALL_KINDS, *, tagged=True, keep=
             MaxCount=1,
             TagSpecifications=spec("instance", [{"Key": "Name", "Value": name}]),
             **groups,
+            **({"InstanceMarketOptions": {"MarketType": "spot"}} if spot else {}),
         )["Instances"][0]
         ids["instance"] = instance["InstanceId"]
     if tagged:

@@ -324,9 +324,9 @@ def test_alarms_watch_collector_errors_failed_deletions_and_the_dead_letter_queu
     assert len(watched) <= 10  # CloudWatch's limit for a metric-math alarm
     registrations = alarms["CollectorFailedRegistrationsAlarm"]
     assert (registrations["MetricName"], registrations["Dimensions"][1]["Value"]) == ("Failed", RUNNERS_KIND)
-    for alarm in alarms.values():
+    for alarm in alarms.values():  # the stack's topic, and the AlarmTopicArn parameter's when given (test_operate.py)
         assert alarm["AlarmActions"] == {
-            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}], [{"Ref": "AlarmTopic"}]]
         }
 
 

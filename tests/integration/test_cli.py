@@ -1,0 +1,236 @@
+"""The ``ec2-sessions`` command as an operator runs it: a process of its own, against the tests' moto server.
+
+Each test starts the console script the venv holds (``make install``
+creates it), or ``python -m tools.operate`` where it is missing, with
+nothing but fake credentials and the server's endpoint in its environment,
+and reads its exit status, its output and its one-line errors. A process
+start costs about a second, so each test runs as few commands as its story
+needs. Shapes of input no process is needed for (the summary's wrappings)
+are checked in this process.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import importlib
+import json
+import subprocess
+import sys
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from session_naming import GITHUB_JOB_TAG, GITLAB_JOB_TAG, KEEP_TAG, PROFILE_TAG
+from slots import Slots
+
+from tests.support.function_url import SECRET
+from tests.support.seed import inventory, name_expiring, seed
+from tools.local_stack import make_launcher_stack
+from tools.offline import FAKE_AWS
+from tools.operate import Refused, find_summary, main
+from tools.report import summary_table
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(sys.executable).parent / "ec2-sessions"
+REGION = FAKE_AWS["AWS_REGION"]
+BASE = "ec2-test-runner"
+SUMMARY = {
+    "dry_run": False,
+    "cut_short": None,
+    "totals": {"deleted": 2, "kept": 1, "failed": 0},
+    "regions": {
+        REGION: {"key_pair": {"deleted": ["a", "b"], "kept": [{"name": "c", "reason": "not-expired"}], "failed": []}}
+    },
+}
+
+
+def ec2_sessions(aws, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the command; a traceback on its standard error fails the test whatever it exits with.
+
+    ``PYTHONPATH`` is this checkout, so a console script installed from
+    another checkout into a shared venv still runs the code under test.
+    """
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tools.operate"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **FAKE_AWS, "AWS_ENDPOINT_URL": aws.url, **env}
+    done = subprocess.run(  # noqa: S603 (our own command)
+        [*command, *args], input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def one_line(text: str) -> str:
+    lines = text.splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_the_console_script_make_install_creates_runs_the_commands_main():
+    """pyproject.toml's ``[project.scripts]`` entry is what ``make install`` writes into .venv/bin/ec2-sessions."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["ec2-sessions"].partition(":")
+
+    assert getattr(importlib.import_module(module), function) is main
+
+
+@pytest.mark.parametrize(
+    ("args", "fix"),
+    [
+        ((), "COMMAND"),
+        (("keep",), "NAME"),
+        (("release", "ec2-test-runner/not-a-name"), "<base>/<YYYYMMDDTHHMMSSZ>/<16 hex digits>"),
+        (("list", "--regions", "xx-nowhere-1"), "xx-nowhere-1"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line_naming_the_fix(aws, args, fix):
+    done = ec2_sessions(aws, *args)
+
+    assert done.returncode == 2
+    assert fix in one_line(done.stderr) and done.stderr.startswith("ec2-sessions: ")
+    assert done.stdout == ""
+
+
+def test_list_shows_live_sessions_with_expiry_profile_job_instance_market_and_kept(aws, look, capsys):
+    """The table from a process of its own; the same listing as JSON from ``main`` here, a process start saved."""
+    now = datetime.now(UTC)
+    spot = name_expiring(BASE, timedelta(hours=2), now)
+    tags = {PROFILE_TAG: "arm-small", GITHUB_JOB_TAG: "4242"}
+    seed(look, REGION, spot, kinds=("key_pair", "security_group", "instance"), extra_tags=tags, spot=True)
+    held = name_expiring(BASE, timedelta(hours=5), now)
+    seed(look, REGION, held, kinds=("key_pair", "parameter"), extra_tags={GITLAB_JOB_TAG: "7/99"})
+    # The keep tag on its parameter alone, in another letter case: the whole session is kept.
+    look("ssm", REGION).add_tags_to_resource(
+        ResourceType="Parameter", ResourceId=f"/{held}/private-key", Tags=[{"Key": KEEP_TAG, "Value": "True"}]
+    )
+    released = name_expiring(BASE, timedelta(hours=1), now)
+    seed(look, REGION, released, kinds=("volume",))  # what a released session's tests left: not live
+    seed(look, REGION, name_expiring("other-base", timedelta(hours=1), now), kinds=("key_pair",))
+
+    listed = ec2_sessions(aws, "list")
+    status = main(["list", "--json", "--regions", REGION])
+    as_json = capsys.readouterr().out
+
+    assert listed.returncode == status == 0
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:-1]}
+    assert set(rows) == {spot, held}
+    assert "arm-small" in rows[spot] and "github 4242" in rows[spot] and "running spot" in rows[spot]
+    assert rows[spot].split()[-2:] == ["no", REGION] and rows[held].split()[-2:] == ["yes", REGION]
+    assert "gitlab 7/99" in rows[held] and ("in 4h59m" in rows[held] or "in 5h00m" in rows[held])
+    sessions = {s["session"]: s for s in json.loads(as_json)}
+    assert sessions[spot]["profile"] == "arm-small" and sessions[spot]["github_job"] == "4242"
+    [instance] = sessions[spot]["instances"]
+    assert (instance["state"], instance["market"], instance["region"]) == ("running", "spot", REGION)
+    assert sessions[held]["kept"] is True and sessions[spot]["kept"] is False
+    assert sessions[held]["gitlab_job"] == "7/99" and sessions[held]["instances"] == []
+    assert sessions[spot]["expires_at"] == spot.expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_kept_session_is_refused_release_and_once_unkept_is_released_whole_and_its_slot_freed(aws, look):
+    """Every kind is tagged keep, the key pair by its ``key-...`` id; the release gives the stack's slot back."""
+    now = datetime.now(UTC)
+    name = name_expiring(BASE, timedelta(hours=2), now)
+    # The kinds named by the session and two it leaves behind (found by their session tag alone).
+    ids = seed(look, REGION, name, kinds=("instance", "parameter", "key_pair", "snapshot", "address", "security_group"))
+    table = make_launcher_stack(look, SECRET)["IDEMPOTENCY_TABLE"]
+    Slots(look("dynamodb", REGION), table).take(name, 50, now)
+
+    kept = ec2_sessions(aws, "keep", name)
+    tags = look("ec2", REGION).describe_tags(Filters=[{"Name": "key", "Values": [KEEP_TAG]}])["Tags"]
+    parameter = look("ssm", REGION).list_tags_for_resource(ResourceType="Parameter", ResourceId=ids["parameter"])
+    refused = ec2_sessions(aws, "release", name)
+    unkept = ec2_sessions(aws, "unkeep", name)
+    released = ec2_sessions(aws, "release", name, IDEMPOTENCY_TABLE=table)
+
+    assert kept.returncode == 0 and "kept: tagged" in kept.stdout
+    ec2_ids = {v for k, v in ids.items() if k != "parameter"} - {name}
+    assert ec2_ids <= {t["ResourceId"] for t in tags}
+    assert any(t["ResourceId"].startswith("key-") for t in tags)
+    assert {"Key": KEEP_TAG, "Value": "true"} in parameter["TagList"]
+    assert refused.returncode == 1 and "is kept" in one_line(refused.stderr) and f"unkeep {name}" in refused.stderr
+    assert unkept.returncode == 0 and "no longer kept" in unkept.stdout
+    assert released.returncode == 0 and released.stdout.startswith(f"released {name}: deleted instance 1")
+    assert all(name not in names for names in inventory(look, REGION).values())
+    slots = look("dynamodb", REGION).get_item(TableName=table, Key={"id": {"S": f"slots#{BASE}"}})["Item"]
+    assert slots["sessions"]["M"] == {}
+
+
+def test_expire_without_yes_changes_nothing_and_with_yes_releases_all_but_the_kept(aws, look):
+    now = datetime.now(UTC)
+    free = [name_expiring(BASE, timedelta(hours=h), now) for h in (1, 2)]
+    held = name_expiring(BASE, timedelta(hours=3), now)
+    for name in free:
+        seed(look, REGION, name, kinds=("key_pair", "security_group", "parameter"))
+    seed(look, REGION, held, kinds=("key_pair", "security_group"), keep=True)
+    before = inventory(look, REGION)
+
+    dry = ec2_sessions(aws, "expire", "--base", BASE)
+    after_dry = inventory(look, REGION)
+    real = ec2_sessions(aws, "expire", "--base", BASE, "--yes")
+
+    assert dry.returncode == 0 and "would release 3 session(s); nothing changed" in dry.stdout
+    assert after_dry == before
+    assert real.returncode == 1  # the kept one could not be released
+    assert (
+        "2 released, 1 refused, 0 with failures" in real.stdout
+        and f"not released: session {held} is kept" in real.stdout
+    )
+    left = inventory(look, REGION)
+    assert left["key_pair"] == {held} and left["security_group"] == {held} and left["parameter"] == set()
+
+
+def test_summary_prints_the_table_of_a_logged_sweep_read_from_log_events(aws):
+    line = json.dumps({"level": "INFO", "message": "sweep finished", "summary": SUMMARY})
+    events = json.dumps({"events": [{"timestamp": 1, "message": line}], "searchedLogStreams": []})
+
+    done = ec2_sessions(aws, "summary", stdin=events)
+
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[1].split() == ["key_pair", "2", "not-expired", "1", "0"]
+    assert "(real run)" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        json.dumps(SUMMARY),
+        json.dumps({"message": "sweep finished", "summary": SUMMARY}),
+        "2026/12/06/[$LATEST]0abc 2026-12-06T06:00:00Z "
+        + json.dumps({"message": "sweep finished", "summary": SUMMARY}),
+        json.dumps(
+            {
+                "awslogs": {
+                    "data": base64.b64encode(
+                        gzip.compress(
+                            json.dumps({"logEvents": [{"message": json.dumps({"summary": SUMMARY})}]}).encode()
+                        )
+                    ).decode()
+                }
+            }
+        ),
+    ],
+    ids=["result", "log-line", "sam-logs-line", "subscription"],
+)
+def test_a_summary_is_found_in_each_shape_the_collector_or_its_logs_give(wrapped):
+    assert find_summary(wrapped) == SUMMARY
+
+
+def test_input_without_a_summary_is_refused_naming_what_to_pipe_in():
+    with pytest.raises(Refused, match="sweep finished"):
+        find_summary(json.dumps({"message": "deleted", "session": "x"}))
+
+
+def test_the_table_of_a_summary_cut_for_the_log_still_adds_up_to_its_totals():
+    """A logged summary keeps the first entries of each list and counts the rest under ``more``."""
+    report = {
+        "deleted": ["a"],
+        "kept": [{"name": "c", "reason": "in-use"}],
+        "failed": [],
+        "more": {"deleted": 4, "kept": 2},
+    }
+    cut = {**SUMMARY, "regions": {REGION: {"volume": report}}, "lists_cut_to": 1}
+
+    [_, row, _] = summary_table(cut).splitlines()
+
+    assert row.split() == ["volume", "5", "in-use", "1,", "reason", "not", "logged", "2", "0"]
