@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import gzip
 import json
 import os
@@ -26,6 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+# The launcher's code logs JSON lines and writes metrics as Lambda does: here its lines go to standard error
+# (warnings only), so standard output holds what the command prints and nothing else.
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ec2-sessions")
 # The layer and the launcher's folder, as Lambda puts them on the path (tools/sign.py does the same).
 ROOT = Path(__file__).resolve().parents[1]
 for _folder in (ROOT / "functions" / "launcher", ROOT / "layers" / "session_naming"):
@@ -195,7 +200,8 @@ def _ec2_ids(ec2: Any, kind: str, idents: list[str]) -> list[str]:
 def release(client: Clients, settings: LauncherSettings, name: SessionName, slots: Any | None) -> dict[str, Any]:
     """The launcher's judged release, deleting in every region given (an operator may delete everywhere)."""
     try:
-        return release_session(client, settings, name, slots, delete_regions=settings.regions)
+        with contextlib.redirect_stdout(sys.stderr):  # the release's metric lines are Lambda's, not the user's
+            return release_session(client, settings, name, slots, delete_regions=settings.regions)
     except SessionKept as kept:
         raise Refused(f"{kept}; or: {PROG} unkeep {name}") from None
     except SessionNotFound as missing:

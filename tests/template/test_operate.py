@@ -225,7 +225,7 @@ def test_three_saved_queries_read_both_log_groups_for_messages_the_functions_log
     assert re.search(r'^\| filter session = "[^"]+"$', queries["SessionStoryQuery"]["QueryString"], re.MULTILINE)
     failed = queries["FailedCreatesQuery"]["QueryString"]
     assert 'filter message = "create failed and was rolled back"' in failed and " by error" in failed
-    assert '"create failed and was rolled back", extra={"error"' in launcher
+    assert re.search(r'"create failed and was rolled back",\s*extra=\{"error"', launcher)
     assert 'filter message = "sweep finished"' in queries["LastSweepsQuery"]["QueryString"]
     assert 'logger.info("sweep finished", extra={"summary"' in collector
     assert "append_keys(session=" in launcher and 'extra={"session": found.name' in collector
