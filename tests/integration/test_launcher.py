@@ -20,7 +20,7 @@ from tests.support.deliveries import iso
 from tests.support.faults import Faults
 from tests.support.function_url import SECRET, answer, release_event, url_event
 from tests.support.handlers import LambdaContext, load_fixture, load_handler
-from tests.support.seed import ALL_KINDS, inventory
+from tests.support.seed import ALL_KINDS, catalogue_image, inventory
 from tests.support.stack import REGION, make_launch_template
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGXUrIo9NsoKq3aFL6HE3Wh7cUQUtuXI2nm3AIyZeLJu ci@example"
@@ -510,7 +510,7 @@ def test_a_launch_template_with_network_interfaces_gets_the_sessions_group_on_it
     """
     ec2 = look("ec2", REGION)
     subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = catalogue_image(ec2)
     data = {
         "ImageId": image,
         "InstanceType": "t3.micro",

@@ -17,7 +17,7 @@ from tests.support.deliveries import github_event, workflow_job
 from tests.support.function_url import url_event
 from tests.support.handlers import LambdaContext, load_event
 from tests.support.metrics import total
-from tests.support.seed import ALL_KINDS, inventory
+from tests.support.seed import ALL_KINDS, catalogue_image, inventory
 from tests.support.stack import REGION, make_launch_template
 
 NOTHING = {kind: set() for kind in ALL_KINDS}
@@ -183,7 +183,7 @@ def test_an_interruption_releases_its_session_at_once_and_counts_it_by_profile(l
 
 def test_an_interruption_of_an_instance_that_is_no_sessions_changes_nothing(launcher, look):
     _, made = launcher(queued(23, ["ec2-session"]))
-    image = look("ec2", REGION).describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = catalogue_image(look("ec2", REGION))
     stranger = look("ec2", REGION).run_instances(
         ImageId=image,
         MinCount=1,

@@ -33,7 +33,7 @@ def _catalogue_image(endpoint: str, region: str) -> str:
     return ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
 
 
-def _image(ec2) -> str:
+def catalogue_image(ec2) -> str:
     """An AMI of moto's catalogue, asked once per server and region (asking costs most of a second).
 
     The catalogue is moto's bundled data, the same after every reset, so the
@@ -77,7 +77,7 @@ def seed(
     if "launch_template" in kinds:  # what a create that died between template and fleet leaves
         template = ec2.create_launch_template(
             LaunchTemplateName=name,
-            LaunchTemplateData={"ImageId": _image(ec2), "KeyName": name},
+            LaunchTemplateData={"ImageId": catalogue_image(ec2), "KeyName": name},
             TagSpecifications=spec("launch-template"),
         )
         ids["launch_template"] = template["LaunchTemplate"]["LaunchTemplateId"]
@@ -88,7 +88,7 @@ def seed(
     if "instance" in kinds:
         groups = {"SecurityGroupIds": [ids["security_group"]]} if "security_group" in ids else {}
         instance = ec2.run_instances(
-            ImageId=_image(ec2),
+            ImageId=catalogue_image(ec2),
             MinCount=1,
             MaxCount=1,
             TagSpecifications=spec("instance", [{"Key": "Name", "Value": name}]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.support.seed import catalogue_image
 from tools.local_stack import make_launcher_stack  # noqa: F401 (re-exported for the suites)
 
 REGION = "us-east-1"
@@ -9,7 +10,7 @@ REGION = "us-east-1"
 
 def make_launch_template(clients, region: str = REGION) -> str:
     ec2 = clients("ec2", region)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = catalogue_image(ec2)
     return ec2.create_launch_template(
         LaunchTemplateName="ec2-sessions-runner", LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"}
     )["LaunchTemplate"]["LaunchTemplateId"]
