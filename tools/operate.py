@@ -27,10 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-# The launcher's code logs JSON lines and writes metrics as Lambda does: here its lines go to standard error
-# (warnings only), so standard output holds what the command prints and nothing else.
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ec2-sessions")
 # The layer and the launcher's folder, as Lambda puts them on the path (tools/sign.py does the same).
 ROOT = Path(__file__).resolve().parents[1]
 for _folder in (ROOT / "functions" / "launcher", ROOT / "layers" / "session_naming"):
@@ -39,7 +35,6 @@ for _folder in (ROOT / "functions" / "launcher", ROOT / "layers" / "session_nami
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # noqa: E402
 from errors import SessionKept, SessionNotFound  # noqa: E402
-from launch import release_session  # noqa: E402
 from session_naming import GITHUB_JOB_TAG, GITLAB_JOB_TAG, KEEP_TAG, PROFILE_TAG, SessionName, clients  # noqa: E402
 from session_naming.resources import (  # noqa: E402
     INSTANCES,
@@ -201,7 +196,7 @@ def release(client: Clients, settings: LauncherSettings, name: SessionName, slot
     """The launcher's judged release, deleting in every region given (an operator may delete everywhere)."""
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the release's metric lines are Lambda's, not the user's
-            return release_session(client, settings, name, slots, delete_regions=settings.regions)
+            return launcher_release()(client, settings, name, slots, delete_regions=settings.regions)
     except SessionKept as kept:
         raise Refused(f"{kept}; or: {PROG} unkeep {name}") from None
     except SessionNotFound as missing:
@@ -432,6 +427,27 @@ def expire(
     released = len(sessions) - refused - failed
     print(f"{released} released, {refused} refused, {failed} with failures", file=out)
     return FAILED if refused or failed else 0
+
+
+def launcher_release():
+    """The launcher's ``release_session``, its logger made at warning level (imported here, first, for that).
+
+    The launcher logs JSON lines as Lambda does; the command shows only its
+    warnings (on standard error), so standard output holds what it prints.
+    The environment is put back: nothing else in the process sees the change.
+    """
+    saved = {key: os.environ.get(key) for key in ("POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE")}
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ec2-sessions")
+    try:
+        from launch import release_session
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return release_session
 
 
 def main(argv: list[str] | None = None) -> int:

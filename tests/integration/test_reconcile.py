@@ -257,3 +257,12 @@ def test_a_pass_that_fails_as_a_whole_is_counted_for_its_alarm_and_raises(launch
         launcher.module.lambda_handler(load_event("launcher-reconcile.json"), LambdaContext())
 
     assert total(capsys.readouterr().out, "ReconcileFailures") == 1
+
+
+def test_a_jit_runner_carries_its_profiles_labels_and_the_default_labels_the_job_asked_for_and_no_other(launcher):
+    """A workflow author must not be able to register runners with labels of their choosing."""
+    _, made = launcher(queued(15, labels=("self-hosted", "Linux", "ARM64", "ec2-session")))
+
+    [runner] = launcher.github.runners[ROOT].values()
+    assert runner.name == made["runner"]["name"]
+    assert runner.labels == ["self-hosted", "ec2-session", "Linux", "ARM64"]
