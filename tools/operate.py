@@ -436,17 +436,11 @@ def launcher_release():
     warnings (on standard error), so standard output holds what it prints.
     The environment is put back: nothing else in the process sees the change.
     """
-    saved = {key: os.environ.get(key) for key in ("POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE")}
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ec2-sessions")
-    try:
+    from unittest import mock
+
+    quiet = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_NAMESPACE": "ec2-sessions"}
+    with mock.patch.dict(os.environ, {key: value for key, value in quiet.items() if key not in os.environ}):
         from launch import release_session
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return release_session
 
 
