@@ -52,7 +52,7 @@ def arguments(argv=None):
     parser.add_argument("--latency-ms", type=float, default=20.0, help="per-call round trip of the model")
     parser.add_argument(
         "--only",
-        choices=("sweep", "cold", "launcher", "github", "scale", "reconcile"),
+        choices=("sweep", "cold", "launcher", "github", "scale", "reconcile", "burst"),
         action="append",
         help="run only these measures (repeatable)",
     )
@@ -91,6 +91,12 @@ def main(argv=None) -> int:
             import launcher_bench
 
             more, text = launcher_bench.measure(args.latency_ms / 1000, 7 if args.quick else 15, log)
+            rows += more
+            details += text
+        if "burst" in only:
+            import burst_bench
+
+            more, text = burst_bench.measure(args.latency_ms / 1000, log)
             rows += more
             details += text
         if "reconcile" in only:
