@@ -18,6 +18,7 @@ capacity error pays the model's round trip on both sides, as EC2's would.
 
 from __future__ import annotations
 
+import base64
 import io
 import statistics
 import time
@@ -70,7 +71,9 @@ def slot(dynamodb, table: str, ident: str) -> None:
     )
 
 
-def fleet_tail(ec2, template: str, name: SessionName, group_id: str, market: str = "on-demand") -> None:
+def fleet_tail(
+    ec2, template: str, name: SessionName, group_id: str, market: str = "on-demand", user_data: str | None = None
+) -> None:
     """After the slots: the profile template's data, the session's own template, the subnets, the fleet, the delete.
 
     ``market`` ``spot-first`` asks spot, then on-demand (the capacity fallback's one more call).
@@ -83,6 +86,8 @@ def fleet_tail(ec2, template: str, name: SessionName, group_id: str, market: str
         InstanceInitiatedShutdownBehavior="terminate",
         TagSpecifications=tag_specifications(name, ["instance", "volume", "network-interface"]),
     )
+    if user_data:
+        data["UserData"] = base64.b64encode(user_data.encode()).decode()
     own = ec2.create_launch_template(
         LaunchTemplateName=str(name),
         LaunchTemplateData=data,
