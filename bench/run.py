@@ -26,7 +26,7 @@ machines are small and noisy, absolute times mean little), with its target,
 
 Prints a table and the details behind it. Everything runs against moto
 servers on loopback with fake credentials and a fake GitHub; no real AWS
-account or GitHub is reached. The default run takes about 7 minutes on 2
+account or GitHub is reached. The default run takes about 5.5 minutes on 2
 cores (``--quick``: about 3).
 """
 
@@ -67,7 +67,7 @@ def arguments(argv=None):
         "--scale",
         type=float,
         default=8.0,
-        help="speed-up of the bucket refill rates (default 8; default run about 7 min on 2 cores)",
+        help="speed-up of the bucket refill rates (default 8; default run about 5.5 min on 2 cores)",
     )
     parser.add_argument("--aws", action="store_true", help="AWS's real refill rates (same as --scale 1)")
     parser.add_argument("--quick", action="store_true", help="a third of the sessions, a tenth of the scale case")
