@@ -1,12 +1,33 @@
 """ec2-sessions benchmarks: ``make bench`` or ``python bench/run.py``.
 
-Four measures, each a ratio against a baseline taken in the same run (the
-machines are small and noisy, absolute times mean little): the sweep against
-EC2's request-bucket floor and against the original ec2test algorithm, the
-handlers' cold start against ``import boto3``, the launcher against its
-critical path, and the collector's memory at EC2's default quotas. Prints a
-table and exits 1 when a target is missed. Everything runs against a moto
-server on loopback with fake credentials; no real AWS account is reached.
+Each row a ratio or a figure against a baseline taken in the same run (the
+machines are small and noisy, absolute times mean little), with its target,
+``pass`` or ``FAIL``; the run exits 1 when any target is missed.
+
+- ``sweep``: the sweep against EC2's request-bucket floor and against the
+  original ec2test algorithm (``sweep_bench.py``);
+- ``fleet`` (or ``launcher``): a create with an instance through EC2 Fleet
+  against its critical path, and a spot-first create with spot exhausted
+  against that path plus one more ``CreateFleet``, with its fleet-call count
+  (``launcher_bench.py``, rows ``launcher: fleet create ...`` and
+  ``launcher: spot fallback ...``);
+- ``burst``: 100 signed ``queued`` deliveries through 10 launcher containers
+  (processes) with the fake GitHub App, under exact caps: one session per
+  job, token mints, GitHub calls per job, p95 against p50
+  (``burst_bench.py``, rows ``burst: ...``);
+- ``reconcile``: the reconcile pass over 1,000 job records with 10 pending
+  (items read, GitHub calls per pass), and at 500 pending within a time
+  budget, resumed by the next pass (``reconcile_bench.py``, rows
+  ``reconcile: ...``);
+- ``github``: a ``queued`` delivery with a JIT runner against its critical
+  path, and a cold start's answer against GitHub's 10 s (``github_bench.py``);
+- ``scale``: the collector's memory and time at EC2's default quotas;
+- ``cold``: the handlers' cold start against ``import boto3``.
+
+Prints a table and the details behind it. Everything runs against moto
+servers on loopback with fake credentials and a fake GitHub; no real AWS
+account or GitHub is reached. The default run takes about 5.5 minutes on 2
+cores (``--quick``: about 3).
 """
 
 from __future__ import annotations
@@ -37,6 +58,7 @@ from throttle import Model  # noqa: E402
 from tools.moto_server import MotoServer  # noqa: E402
 
 REGIONS = ("us-east-1", "us-west-2")
+MEASURES = ("sweep", "fleet", "burst", "reconcile", "github", "scale", "cold")  # --only's names, in run order
 
 
 def arguments(argv=None):
@@ -45,16 +67,16 @@ def arguments(argv=None):
         "--scale",
         type=float,
         default=8.0,
-        help="speed-up of the bucket refill rates (default 8; default run about 4.5 min on 2 cores)",
+        help="speed-up of the bucket refill rates (default 8; default run about 5.5 min on 2 cores)",
     )
     parser.add_argument("--aws", action="store_true", help="AWS's real refill rates (same as --scale 1)")
     parser.add_argument("--quick", action="store_true", help="a third of the sessions, a tenth of the scale case")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="per-call round trip of the model")
     parser.add_argument(
         "--only",
-        choices=("sweep", "cold", "launcher", "github", "scale"),
+        choices=(*MEASURES, "launcher"),
         action="append",
-        help="run only these measures (repeatable)",
+        help="run only these measures (repeatable; launcher is fleet's old name)",
     )
     args = parser.parse_args(argv)
     if args.aws:
@@ -64,7 +86,7 @@ def arguments(argv=None):
 
 def main(argv=None) -> int:
     args = arguments(argv)
-    only = set(args.only or ("sweep", "cold", "launcher", "github", "scale"))
+    only = {"fleet" if name == "launcher" else name for name in args.only or MEASURES}
     started = time.perf_counter()
 
     def log(message):
@@ -87,10 +109,22 @@ def main(argv=None) -> int:
             details += text
             moto_a.reset()
             moto_b.reset()
-        if "launcher" in only:
+        if "fleet" in only:
             import launcher_bench
 
             more, text = launcher_bench.measure(args.latency_ms / 1000, 7 if args.quick else 15, log)
+            rows += more
+            details += text
+        if "burst" in only:
+            import burst_bench
+
+            more, text = burst_bench.measure(args.latency_ms / 1000, log)
+            rows += more
+            details += text
+        if "reconcile" in only:
+            import reconcile_bench
+
+            more, text = reconcile_bench.measure(args.latency_ms / 1000, log)
             rows += more
             details += text
         if "github" in only:

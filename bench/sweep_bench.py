@@ -76,6 +76,7 @@ def minimal_listing(model, regions) -> tuple[float, Counter]:
         ec2.describe_snapshots(OwnerIds=["self"], Filters=by_tag)
         ec2.describe_addresses(Filters=by_tag)
         ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": pattern}])
+        ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": pattern}])  # a crash's
         by_name = {"Key": "Name", "Option": "BeginsWith", "Values": [f"/{BASE}/"]}
         pages = [
             ssm.get_paginator("describe_parameters").paginate(
