@@ -154,12 +154,12 @@ def launch(
         entry, errors = ask(ec2, template.id, pairs, market)
         if entry is not None:
             ident = entry["InstanceIds"][0]
-            region = ec2.meta.region_name
+            arn = f"arn:{ec2.meta.partition}:ec2:{ec2.meta.region_name}:{template.account}:instance/{ident}"
             return Started(
                 ident,
                 str(entry.get("InstanceType") or ""),
                 "spot" if entry.get("Lifecycle") == "spot" else "on-demand",
-                instance_arn(region, template.account, ident),
+                arn,  # as ${ec2:SourceInstanceARN} spells it
                 calls,
             )
         if not set(errors) <= CAPACITY_ERRORS:
@@ -177,11 +177,3 @@ def subnets_of(ec2: EC2Client, profile: Profile, vpc_id: str | None, template: S
         return []
     vpc = [{"Name": "vpc-id", "Values": [vpc_id]}] if vpc_id else [{"Name": "default-for-az", "Values": ["true"]}]
     return sorted(s["SubnetId"] for s in ec2.describe_subnets(Filters=vpc)["Subnets"])  # type: ignore[arg-type]
-
-
-def instance_arn(region: str, account: str, instance_id: str) -> str:
-    """``arn:<partition>:ec2:<region>:<account>:instance/<id>``, as ``${ec2:SourceInstanceARN}`` spells it."""
-    import boto3
-
-    partition = boto3.session.Session().get_partition_for_region(region)
-    return f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"

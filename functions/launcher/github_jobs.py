@@ -138,18 +138,24 @@ def make_session(
     lifetime = (profile.lifetime if profile is not None else None) or settings.default_lifetime
     name = SessionName.make(settings.session_bases[0], lifetime, now)
     app = github_app(settings) if profile is not None else None  # a runner needs an instance
-    registration, token = None, None
-    extras = Extras(tags={GITHUB_JOB_TAG: job})
-    try:
-        if app is not None and profile is not None and delivery.repository is not None:
-            from user_data import runner_user_data
+    job_tags = {GITHUB_JOB_TAG: job}
+    registered: list[tuple[str, Registration]] = []  # (installation token, registration) once made
 
-            token, registration = register_runner(settings, app, delivery, profile, name)
-            extras = Extras(
-                tags={GITHUB_JOB_TAG: job, GITHUB_RUNNER_TAG: registration.path},
-                secrets={JITCONFIG: registration.encoded_jit_config},
-                user_data=runner_user_data(f"/{name}/{JITCONFIG}"),
-            )
+    def register() -> Extras:
+        """The JIT runner, registered once the session's slots are held: a refused create costs GitHub nothing."""
+        from user_data import runner_user_data
+
+        assert app is not None and profile is not None
+        token, registration = register_runner(settings, app, delivery, profile, name)
+        registered.append((token, registration))
+        return Extras(
+            tags={**job_tags, GITHUB_RUNNER_TAG: registration.path},
+            secrets={JITCONFIG: registration.encoded_jit_config},
+            user_data=runner_user_data(f"/{name}/{JITCONFIG}"),
+        )
+
+    with_runner = app is not None and profile is not None and delivery.repository is not None
+    try:
         answer = create_session(
             clients.client,
             settings,
@@ -158,18 +164,21 @@ def make_session(
             now,
             slots=slots_of(settings),
             profile=profile,
-            extras=extras,
+            extras=Extras(tags=job_tags),
             name=name,
             breaker_open=breaker_of(settings).checker(now),
+            register=register if with_runner else None,
         )
     except BaseException:
-        if registration is not None and app is not None and token is not None:
+        for token, registration in registered:
             with suppress(Exception):  # left offline; the collector removes it once the session has expired
-                app.delete_runner(token, registration.path)
+                app.delete_runner(token, registration.path)  # type: ignore[union-attr]
         raise
-    if registration is not None:
+    tags = dict(job_tags)
+    for _, registration in registered:
         answer["runner"] = {"id": registration.id, "name": registration.name}
-    return answer, dict(extras.tags)
+        tags[GITHUB_RUNNER_TAG] = registration.path
+    return answer, tags
 
 
 def register_runner(

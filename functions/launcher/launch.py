@@ -78,21 +78,28 @@ def create_session(
     extras: Extras = Extras(),
     name: SessionName | None = None,
     breaker_open: Callable[[str], bool] = lambda profile: False,
+    register: Callable[[], Extras] | None = None,
 ) -> dict[str, Any]:
     """Make a session's resources, or none of them: its key pair and group, its instance, its secrets.
 
     ``profile`` says which instance to start (``None``: none). Requests
     always pass ``slots``; ``None`` (no cap) is for tools and tests that
     drive the domain directly. ``breaker_open(profile name)`` tells whether a
-    profile's spot launches are to skip spot for now.
+    profile's spot launches are to skip spot for now. ``register`` (a GitHub
+    job's JIT runner) runs once the slots are held and answers the extras
+    every resource after it carries; the caller undoes it if the create fails.
     """
     made = Made(clients, settings.region, name or SessionName.make(base, lifetime, now), extras, profile)
     try:
+        if register is not None:  # the caps first: a refused create registers nothing
+            hold_slots(made, settings, slots, now)
+            made.extras = register()
+            slots = None
         key, group = make_key_pair_and_group(made, settings, slots, now, public_key, ingress_cidrs)
         instance = start_instance(made, settings, group["id"], breaker_open) if profile is not None else None
         store_secrets(made, instance)
     except Exception as error:
-        raise roll_back(made, slots, error) from error
+        raise roll_back(made, made.slot_pool, error) from error
     return {
         "session": made.name,
         "expires_at": made.name.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -114,6 +121,7 @@ class Made:
     profile: Profile | None
     found: list[Found] = field(default_factory=list)
     slots: list[str | None] = field(default_factory=list)  # pools held: None (the base's) or a profile's name
+    slot_pool: Slots | None = None  # where they are held
 
     @property
     def tags(self) -> dict[str, str]:
@@ -177,8 +185,18 @@ def make_key_pair_and_group(
     return key.result(), group.result()
 
 
+def hold_slots(made: Made, settings: LauncherSettings, slots: Slots | None, now: datetime) -> None:
+    """The base's slot and the profile's, one after the other (before a registration that a refusal would waste)."""
+    if slots is None:
+        return
+    take_slot(made, slots, None, settings.max_live_sessions, now)
+    if made.profile is not None and made.profile.max_live is not None:
+        take_slot(made, slots, made.profile.name, made.profile.max_live, now)
+
+
 def take_slot(made: Made, slots: Slots, profile: str | None, limit: int, now: datetime) -> None:
     slots.take(made.name, limit, now, profile)
+    made.slot_pool = slots
     made.slots.append(profile)
 
 

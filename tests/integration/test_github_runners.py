@@ -158,6 +158,7 @@ def test_too_many_live_sessions_rolls_back_the_registration_too(launcher, look):
 
     assert (status, body["error"]) == (429, "too_many_sessions")
     assert launcher.github.runner_names(ROOT) == set()
+    assert launcher.github.calls_to("generate-jitconfig") == []  # the cap is checked before GitHub is asked
     assert len(inventory(look, REGION)["key_pair"]) == 1
 
 
