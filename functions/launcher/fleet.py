@@ -81,7 +81,11 @@ def session_template(
     versions = ec2.describe_launch_template_versions(
         LaunchTemplateId=profile.launch_template_id, Versions=[profile.launch_template_version]
     )
-    data: dict[str, Any] = dict(versions["LaunchTemplateVersions"][0].get("LaunchTemplateData", {}))
+    described = versions["LaunchTemplateVersions"][0].get("LaunchTemplateData", {})
+    request_shape: Any = ec2.meta.service_model.operation_model("CreateLaunchTemplate").input_shape
+    data: dict[str, Any] = as_request(described, request_shape.members["LaunchTemplateData"])
+    own_user_data = data.pop("UserData", None)  # the template's own boot script, when the session has none
+    own_tags = data.pop("TagSpecifications", [])
     for key in SESSION_OWNED:
         data.pop(key, None)
     interfaces = data.get("NetworkInterfaces") or []
@@ -91,15 +95,15 @@ def session_template(
         ]
     else:
         data["SecurityGroupIds"] = [group_id]
-    spec = tag_specifications(name, ["instance", "volume", "network-interface"], tags)
-    spec[0] = {"ResourceType": "instance", "Tags": [*spec[0].get("Tags", ()), {"Key": "Name", "Value": name}]}
     data.update(
         KeyName=str(name),
         InstanceInitiatedShutdownBehavior="terminate",
-        TagSpecifications=spec,
+        TagSpecifications=session_tag_specifications(name, tags, own_tags),
     )
     if user_data:
         data["UserData"] = base64.b64encode(user_data.encode()).decode()  # a template takes it encoded
+    elif own_user_data:
+        data["UserData"] = own_user_data
     created = ec2.create_launch_template(
         LaunchTemplateName=str(name),
         LaunchTemplateData=data,  # type: ignore[arg-type]  # the described data, as the create takes it
@@ -107,6 +111,43 @@ def session_template(
     )["LaunchTemplate"]
     account = str(created.get("CreatedBy", "")).split(":")[4:5] or [""]
     return SessionTemplate(created["LaunchTemplateId"], account[0], any(i.get("SubnetId") for i in interfaces))
+
+
+def as_request(described: Any, shape: Any) -> Any:
+    """A described value cut to what the request shape takes, recursively.
+
+    DescribeLaunchTemplateVersions answers fields CreateLaunchTemplate
+    refuses (``MetadataOptions.State``, ``Operator``...): passing them back
+    would fail every launch of a template that sets them.
+    """
+    if shape.type_name == "structure" and isinstance(described, dict):
+        return {key: as_request(value, shape.members[key]) for key, value in described.items() if key in shape.members}
+    if shape.type_name == "list" and isinstance(described, list):
+        return [as_request(item, shape.member) for item in described]
+    return described
+
+
+def session_tag_specifications(
+    name: SessionName, tags: dict[str, str], own: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The session's tags on the instance (with ``Name``), its volumes and interfaces, beside the template's own."""
+    specs = {
+        spec["ResourceType"]: {t["Key"]: t["Value"] for t in spec.get("Tags", ())}
+        for spec in own
+        if spec.get("ResourceType")
+    }
+    ours: list[dict[str, Any]] = [
+        dict(spec) for spec in tag_specifications(name, ["instance", "volume", "network-interface"], tags)
+    ]
+    for spec in ours:
+        merged = {**specs.pop(spec["ResourceType"], {}), **{t["Key"]: t["Value"] for t in spec["Tags"]}}
+        if spec["ResourceType"] == "instance":
+            merged["Name"] = str(name)
+        spec["Tags"] = [{"Key": key, "Value": value} for key, value in merged.items()]
+    return [
+        *ours,
+        *({"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in t.items()]} for kind, t in specs.items()),
+    ]
 
 
 def overrides(profile: Profile, subnets: list[str]) -> list[dict[str, str]]:
@@ -117,12 +158,18 @@ def overrides(profile: Profile, subnets: list[str]) -> list[dict[str, str]]:
     return [pair for pair in pairs if pair][:MAX_OVERRIDES]
 
 
-def ask(ec2: EC2Client, template_id: str, pairs: list[dict[str, str]], market: str) -> tuple[dict | None, list[str]]:
-    """One instant fleet of one instance in ``market``: the instance entry, or ``None`` and the error codes."""
+def ask(
+    ec2: EC2Client, template_id: str, pairs: list[dict[str, str]], market: str, token: str
+) -> tuple[dict | None, list[str]]:
+    """One instant fleet of one instance in ``market``: the instance entry, or ``None`` and the error codes.
+
+    ``token`` makes the call idempotent: a retry after a lost answer starts no second instance.
+    """
     config: dict[str, Any] = {"LaunchTemplateSpecification": {"LaunchTemplateId": template_id, "Version": "$Latest"}}
     if pairs:
         config["Overrides"] = pairs
     request: dict[str, Any] = {
+        "ClientToken": token,
         "Type": "instant",
         "TargetCapacitySpecification": {"TotalTargetCapacity": 1, "DefaultTargetCapacityType": market},
         "LaunchTemplateConfigs": [config],
@@ -151,7 +198,7 @@ def launch(
     """Ask each allowed market in turn, the next only after capacity errors alone; ``NoCapacity`` when all are full."""
     pairs = overrides(profile, subnets)
     for calls, market in enumerate(markets(profile, breaker_open), start=1):
-        entry, errors = ask(ec2, template.id, pairs, market)
+        entry, errors = ask(ec2, template.id, pairs, market, f"{template.id}-{market}")
         if entry is not None:
             ident = entry["InstanceIds"][0]
             arn = f"arn:{ec2.meta.partition}:ec2:{ec2.meta.region_name}:{template.account}:instance/{ident}"

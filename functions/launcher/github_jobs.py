@@ -233,25 +233,36 @@ def in_progress(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: 
             name="QueueLatency", unit=MetricUnit.Seconds, value=max(0.0, (started - created).total_seconds())
         ) as metric:
             metric.add_dimension(name="profile", value=profile)
+    ledger = ledger_of(settings)
+    ledger.running("github", job)  # started: whatever other job's start comes next, this one is not re-pended
     rebound = []
     for name, tags in ran_on.items():
         made_for = tags.get(GITHUB_JOB_TAG)
         if made_for == job:
             continue
+        repend(settings, made_for, now)  # first: a failed re-tag must not leave the other job waiting silently
         retag(settings, name, {GITHUB_JOB_TAG: job})
         rebound.append(str(name))
         logger.info("session bound to the job its runner took", extra={"session": str(name), "made_for": made_for})
-        if made_for and ledger_of(settings).rebind("github", made_for, now):
-            logger.info("job pending again: its runner was taken", extra={"job": made_for})
     return 200, {"bound": rebound}
 
 
+def repend(settings: LauncherSettings, job: str | None, now: datetime) -> None:
+    """The job a session was made for lost its runner to another job: pending again, unless it started or ended."""
+    if job and ledger_of(settings).rebind("github", job, now):
+        logger.info("job pending again: its runner was taken", extra={"job": job})
+
+
 def retag(settings: LauncherSettings, name: SessionName, tags: dict[str, str]) -> None:
-    """Tag every resource of the session (in the launcher's region) with ``tags``, beside its session tag."""
-    from session_naming.resources import ORDER, PARAMETERS
+    """Tag the session's own resources (in the launcher's region) with ``tags``, beside its session tag.
+
+    The kinds the launcher makes (and IAM lets it re-tag): what a test made
+    from the session is released with it by its session tag all the same.
+    """
+    from session_naming.resources import INSTANCES, KEY_PAIRS, LAUNCH_TEMPLATES, PARAMETERS, SECURITY_GROUPS
 
     values = {SESSION_TAG: str(name), **tags}
-    for kind in ORDER:
+    for kind in (INSTANCES, LAUNCH_TEMPLATES, PARAMETERS, KEY_PAIRS, SECURITY_GROUPS):
         found = kind.listing(clients.client, settings.region, [name])
         if not found:
             continue
@@ -287,7 +298,11 @@ def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: da
         rerun = essentials(delivery)  # its session was taken back: the run is re-run once it completes
     ledger.end("github", job, now, rerun)
     sessions = sessions_tagged(clients.client, settings, GITHUB_JOB_TAG, job)
-    sessions.update(session_that_ran(settings, delivery))
+    ran_on = session_that_ran(settings, delivery)
+    for tags in ran_on.values():  # its in_progress was lost or late: the job it was made for still waits
+        if tags.get(GITHUB_JOB_TAG) != job:
+            repend(settings, tags.get(GITHUB_JOB_TAG), now)
+    sessions.update(ran_on)
     return 200, release(settings, Scope.of(delivery), sessions)
 
 

@@ -251,6 +251,21 @@ class JobLedger:
                 raise
         return False
 
+    def running(self, system: str, job: str) -> None:
+        """The job has started (on some runner): it waits for nothing, and no other job's start re-pends it."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(system, job),
+                UpdateExpression="SET #state = :running REMOVE awaiting, due_at",
+                ConditionExpression="attribute_exists(id) AND #state <> :over",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":running": {"S": "running"}, ":over": {"S": "over"}},
+            )
+        except ClientError as error:
+            if not _conditional(error):
+                raise
+
     def rebind(self, system: str, job: str, now: datetime) -> bool:
         """Job A's session was taken by another job: A is pending again, at once (unless it is over)."""
         try:

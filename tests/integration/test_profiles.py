@@ -226,3 +226,41 @@ def test_profiles_from_an_ssm_parameter_are_read_and_a_bad_document_there_launch
     before = inventory(look, REGION)
     assert launcher(url_event("POST", "/sessions", {"instance": True}))[0] == 500
     assert inventory(look, REGION) == before
+
+
+def test_the_sessions_template_keeps_the_profile_templates_boot_script_and_tags_and_drops_what_create_refuses(
+    launcher, look
+):
+    """DescribeLaunchTemplateVersions answers fields CreateLaunchTemplate refuses (MetadataOptions.State...)."""
+    ec2 = look("ec2", REGION)
+    data = {
+        "ImageId": catalogue_image(ec2),
+        "InstanceType": "t3.micro",
+        "UserData": "IyEvYmluL3NoCmVjaG8gaGVsbG8K",
+        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "cost-centre", "Value": "ci"}]}],
+    }
+    template = ec2.create_launch_template(LaunchTemplateName="hardened", LaunchTemplateData=data)
+    launcher.env(
+        "PROFILES",
+        json.dumps(
+            {"hard": {"labels": ["ec2-session"], "launch_template_id": template["LaunchTemplate"]["LaunchTemplateId"]}}
+        ),
+    )
+    clients.client("ec2", REGION).meta.events.register(
+        "after-call.ec2.DescribeLaunchTemplateVersions",
+        lambda parsed, **_: parsed["LaunchTemplateVersions"][0]["LaunchTemplateData"]["MetadataOptions"].update(
+            State="applied"  # as AWS answers it
+        ),
+    )
+
+    status, body = launcher(url_event("POST", "/sessions", {"instance": True}))
+
+    assert status == 201, body
+    [made] = launcher.capacity.templates
+    sent = made["LaunchTemplateData"]
+    assert sent["MetadataOptions"] == {"HttpTokens": "required", "HttpEndpoint": "enabled"}
+    assert sent["UserData"] == data["UserData"]  # no runner: the template's own boot script
+    [instance] = [spec for spec in sent["TagSpecifications"] if spec["ResourceType"] == "instance"]
+    assert {"Key": "cost-centre", "Value": "ci"} in instance["Tags"]
+    assert {"Key": SESSION_TAG, "Value": body["session"]} in instance["Tags"]

@@ -266,3 +266,25 @@ def test_a_jit_runner_carries_its_profiles_labels_and_the_default_labels_the_job
     [runner] = launcher.github.runners[ROOT].values()
     assert runner.name == made["runner"]["name"]
     assert runner.labels == ["self-hosted", "ec2-session", "Linux", "ARM64"]
+
+
+def test_two_jobs_that_swap_runners_are_both_running_and_get_no_extra_session(launcher, look):
+    _, first = launcher(queued(16))
+    _, second = launcher(queued(17))
+    for job, runner, delivery in ((17, first, "p-17"), (16, second, "p-16")):  # each starts on the other's runner
+        started = workflow_job(
+            "in_progress", job, labels=["self-hosted", "ec2-session"], runner_name=runner["runner"]["name"]
+        )
+        assert launcher(github_event(started, delivery))[0] == 200
+
+    assert run_pass()["created"] == 0
+    assert sessions_of(look, 16) == {second["session"]} and sessions_of(look, 17) == {first["session"]}
+
+
+def test_a_job_whose_runner_was_taken_is_served_even_when_the_takers_in_progress_never_came(launcher, look):
+    _, first = launcher(queued(18))
+    done = workflow_job("completed", 19, labels=["self-hosted", "ec2-session"], runner_name=first["runner"]["name"])
+
+    assert launcher(github_event(done, "c-19"))[1]["released"] == [first["session"]]
+    assert run_pass()["created"] == 1  # job 18, still queued, gets a session of its own
+    assert len(sessions_of(look, 18)) == 1
