@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from botocore.exceptions import ClientError
+
 WINDOW = timedelta(minutes=30)
 OPEN_FOR = timedelta(minutes=30)
 
@@ -25,21 +27,31 @@ class SpotBreaker:
     def _key(profile: str) -> dict:
         return {"id": {"S": f"spot#{profile}"}}
 
-    def record(self, profile: str, now: datetime) -> bool:
-        """Count an interruption; answer whether the breaker is open now (it opens on the threshold's one)."""
+    def record(self, profile: str, now: datetime, instance: str) -> bool:
+        """Count an interruption of ``instance`` once (EventBridge may deliver a warning again); answer whether
+        the breaker is open now (it opens on the threshold's one)."""
         stamp = int(now.timestamp())
-        item = self._db.update_item(
-            TableName=self._table,
-            Key=self._key(profile),
-            UpdateExpression="SET #times = list_append(if_not_exists(#times, :none), :now), expiration = :expiration",
-            ExpressionAttributeNames={"#times": "times"},
-            ExpressionAttributeValues={
-                ":none": {"L": []},
-                ":now": {"L": [{"N": str(stamp)}]},
-                ":expiration": {"N": str(int((now + WINDOW + OPEN_FOR).timestamp()))},
-            },
-            ReturnValues="ALL_NEW",
-        )["Attributes"]
+        try:
+            item = self._db.update_item(
+                TableName=self._table,
+                Key=self._key(profile),
+                UpdateExpression="SET #times = list_append(if_not_exists(#times, :none), :now), "
+                "expiration = :expiration ADD instances :instance",
+                ConditionExpression="attribute_not_exists(instances) OR NOT contains(instances, :id)",
+                ExpressionAttributeNames={"#times": "times"},
+                ExpressionAttributeValues={
+                    ":none": {"L": []},
+                    ":now": {"L": [{"N": str(stamp)}]},
+                    ":expiration": {"N": str(int((now + WINDOW + OPEN_FOR).timestamp()))},
+                    ":instance": {"SS": [instance]},
+                    ":id": {"S": instance},
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return self.is_open(profile, now)  # counted already
         recent = [int(t["N"]) for t in item["times"]["L"] if int(t["N"]) > (now - WINDOW).timestamp()]
         if len(recent) < self.threshold:
             return self._open_until(item) > now.timestamp()

@@ -354,7 +354,8 @@ def release_registered(settings: LauncherSettings, sessions: dict[SessionName, d
 
     For a release with no delivery (a spot interruption): the tag was
     written by the launcher at creation, and the runner at its path must
-    still carry the session's runner name, as for any release.
+    still carry the session's runner name, as for any release. A busy
+    runner goes too: its instance is being taken back whatever it runs.
     """
     from session_naming.github import parse_registration_path
 
@@ -362,7 +363,7 @@ def release_registered(settings: LauncherSettings, sessions: dict[SessionName, d
     for name, tags in sessions.items():
         where = parse_registration_path(tags.get(GITHUB_RUNNER_TAG))
         scope = Scope(where[1], where[2] or "") if where is not None else Scope("", "")
-        answers.append(release(settings, scope, {name: tags}))
+        answers.append(release(settings, scope, {name: tags}, busy_too=True))
     merged: dict[str, Any] = {"released": [], "kept": []}
     for answer in answers:
         for key, names in answer.items():
@@ -370,7 +371,9 @@ def release_registered(settings: LauncherSettings, sessions: dict[SessionName, d
     return merged
 
 
-def release(settings: LauncherSettings, scope: Scope, sessions: dict[SessionName, dict[str, str]]) -> dict[str, Any]:
+def release(
+    settings: LauncherSettings, scope: Scope, sessions: dict[SessionName, dict[str, str]], *, busy_too: bool = False
+) -> dict[str, Any]:
     """Release sessions and delete their runner registrations (gone already is done); a busy runner's session stays.
 
     AWS resources go whatever GitHub answers: when the App, its token or a
@@ -388,6 +391,9 @@ def release(settings: LauncherSettings, scope: Scope, sessions: dict[SessionName
             if app is not None:
                 token = app.installation_token(installation_of(app, settings, scope))
                 runners, busy = _runners_of(app, token, settings, scope, registered)
+                if busy_too:
+                    runners.update({name: path for name, path in registered.items() if str(name) in busy})
+                    busy = []
         except Exception as error:  # noqa: BLE001 - GitHub's failure must not keep AWS resources alive
             logger.warning("GitHub not reachable: sessions released, registrations left", extra=_code(error))
             unreachable = True

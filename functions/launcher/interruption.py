@@ -44,7 +44,7 @@ def handle(settings: LauncherSettings, event: dict, now: datetime) -> dict[str, 
         metric.add_dimension(name="profile", value=profile)
     from sessions import breaker_of
 
-    opened = breaker_of(settings).record(profile, now)
+    opened = breaker_of(settings).record(profile, now, instance)
     job = tags.get(GITHUB_JOB_TAG)
     if job:
         from sessions import ledger_of

@@ -320,14 +320,22 @@ class JobLedger:
         )
 
     def mark_interrupted(self, system: str, job: str, now: datetime) -> None:
-        """The job's session was taken back (spot): its run is re-run once it completes failed."""
-        self._db.update_item(
-            TableName=self._table,
-            Key=self._key(system, job),
-            UpdateExpression="SET interrupted = :now",
-            ConditionExpression="attribute_exists(id)",
-            ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
-        )
+        """The job's session was taken back (spot): its run is re-run once it completes failed.
+
+        A job the table does not know (its queued was never seen) is left
+        alone: nothing waits on it here.
+        """
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(system, job),
+                UpdateExpression="SET interrupted = :now",
+                ConditionExpression="attribute_exists(id)",
+                ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
+            )
+        except ClientError as error:
+            if not _conditional(error):
+                raise
 
     def was_interrupted(self, system: str, job: str) -> bool:
         return "interrupted" in self._read(system, job)

@@ -288,3 +288,20 @@ def test_a_job_whose_runner_was_taken_is_served_even_when_the_takers_in_progress
     assert launcher(github_event(done, "c-19"))[1]["released"] == [first["session"]]
     assert run_pass()["created"] == 1  # job 18, still queued, gets a session of its own
     assert len(sessions_of(look, 18)) == 1
+
+
+def test_an_interruption_releases_a_session_whose_runner_is_busy_with_its_job(launcher, look):
+    _, made = launcher(queued(20))
+    [runner] = launcher.github.runners[ROOT].values()
+    runner.status, runner.busy = "online", True
+    event = load_event("spot-interruption.json")
+    event["detail"]["instance-id"] = made["instances"][0]["id"]
+
+    answer = launcher.module.lambda_handler(event, LambdaContext())
+    again = launcher.module.lambda_handler(event, LambdaContext())  # EventBridge may deliver it twice
+
+    assert answer["released"] == [made["session"]] and again["released"] == []
+    assert sessions_of(look, 20) == set()
+    # GitHub refuses to delete a busy runner (422): it goes offline with its instance, and the collector or
+    # GitHub's own removal of offline ephemeral runners takes the registration.
+    assert launcher.github.runner_names(ROOT) == {made["runner"]["name"]}

@@ -65,7 +65,7 @@ def test_an_ended_job_leaves_the_index_and_a_failed_interrupted_one_waits_for_it
 def test_the_breaker_opens_on_its_threshold_within_half_an_hour_and_closes_half_an_hour_later(table):
     breaker = SpotBreaker(table, TABLE, threshold=3)
 
-    opened = [breaker.record("small", NOW + timedelta(minutes=m)) for m in (0, 10, 20)]
+    opened = [breaker.record("small", NOW + timedelta(minutes=m), f"i-{m}") for m in (0, 10, 20)]
 
     assert opened == [False, False, True]
     assert breaker.is_open("small", NOW + timedelta(minutes=49)) and not breaker.is_open("gpu", NOW)
@@ -75,7 +75,7 @@ def test_the_breaker_opens_on_its_threshold_within_half_an_hour_and_closes_half_
 def test_interruptions_spread_over_more_than_half_an_hour_keep_the_breaker_closed(table):
     breaker = SpotBreaker(table, TABLE, threshold=3)
 
-    opened = [breaker.record("small", NOW + timedelta(minutes=m)) for m in (0, 20, 40, 60)]
+    opened = [breaker.record("small", NOW + timedelta(minutes=m), f"i-{m}") for m in (0, 20, 40, 60)]
 
     assert opened == [False, False, False, False]
 
@@ -105,3 +105,10 @@ def test_an_end_beats_every_claim_and_a_creator_that_settles_late_learns_it(ledg
         ledger.settle("github", "1", {"session": "s"})
     with pytest.raises(JobOver):
         ledger.claim("github", "1", NOW + CLAIM_LEASE * 10)
+
+
+def test_the_same_instances_warning_delivered_again_is_counted_once(table):
+    breaker = SpotBreaker(table, TABLE, threshold=2)
+
+    assert [breaker.record("small", NOW, "i-1") for _ in range(3)] == [False, False, False]
+    assert breaker.record("small", NOW, "i-2") is True
