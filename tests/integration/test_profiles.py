@@ -14,6 +14,7 @@ from session_naming import PROFILE_TAG, SESSION_TAG, clients
 
 from tests.support.capacity import Capacity
 from tests.support.deliveries import github_event, workflow_job
+from tests.support.faults import Faults
 from tests.support.function_url import url_event
 from tests.support.handlers import LambdaContext, load_event
 from tests.support.metrics import total
@@ -264,3 +265,19 @@ def test_the_sessions_template_keeps_the_profile_templates_boot_script_and_tags_
     [instance] = [spec for spec in sent["TagSpecifications"] if spec["ResourceType"] == "instance"]
     assert {"Key": "cost-centre", "Value": "ci"} in instance["Tags"]
     assert {"Key": SESSION_TAG, "Value": body["session"]} in instance["Tags"]
+
+
+def test_a_volume_older_than_the_instance_is_not_claimed_and_a_tagging_failure_never_stops_the_terminate(
+    launcher, look
+):
+    ec2 = look("ec2", REGION)
+    borrowed = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=1)["VolumeId"]  # someone's, lent to the session
+    _, made = launcher(url_event("POST", "/sessions", {"instance": True, "profile": "arm"}))
+    instance = made["instances"][0]["id"]
+    ec2.attach_volume(VolumeId=borrowed, InstanceId=instance, Device="/dev/sdg")
+    Faults().inject(clients.client("ec2", REGION), "CreateTags", "UnauthorizedOperation")
+
+    status, body = launcher(url_event("DELETE", f"/sessions/{made['session']}", {"session": made["session"]}))
+
+    assert status == 200 and body["deleted"]["instance"] == [instance]
+    assert ec2.describe_volumes(VolumeIds=[borrowed])["Volumes"][0].get("Tags") in (None, [])

@@ -18,6 +18,7 @@ is then their name.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -215,27 +216,43 @@ class _Instances(_Ec2Kind):
 
 
 def tag_holdings(client: EC2Client, found: Found) -> None:
-    """Tag what the instance holds and no session claims (a volume a test attached, a template someone
-    changed) with the instance's session, before it ends: nothing a session leaves is ever untagged.
+    """Tag what the instance made and no session claims (a volume a test created and attached, an interface a
+    template added) with the instance's session, before it ends: nothing a session leaves is ever untagged.
 
-    Two reads, and one write only when something lacks the tag. What another
-    session's tag names is left as it is: tagging claims nothing.
+    Two reads, and one write only when something lacks the tag. Left as
+    they are: what another session's tag names, a volume older than the
+    instance or attached to several (someone else's, lent to it), an
+    interface another service manages. Tagging never stops the terminate:
+    a failure here only leaves that resource untagged, as before.
     """
     session = found.session
     if session is None:
         return
+    launched = (found.facts or {}).get("launched")
     attached: list[FilterTypeDef] = [{"Name": "attachment.instance-id", "Values": [found.ident]}]
-    held = [(v["VolumeId"], tags_of(v)) for v in client.describe_volumes(Filters=attached)["Volumes"]]
-    interfaces = client.describe_network_interfaces(Filters=attached)["NetworkInterfaces"]
-    held += [(i["NetworkInterfaceId"], tags_of({"Tags": i.get("TagSet")})) for i in interfaces]
-    untagged = [ident for ident, tags in held if SESSION_TAG not in tags]
-    if not untagged:
-        return
     try:
-        client.create_tags(Resources=untagged, Tags=[{"Key": k, "Value": v} for k, v in holding_tags(session).items()])
+        volumes = client.describe_volumes(Filters=attached)["Volumes"]
+        interfaces = client.describe_network_interfaces(Filters=attached)["NetworkInterfaces"]
+        held = [
+            v["VolumeId"]
+            for v in volumes
+            if SESSION_TAG not in tags_of(v)
+            and not v.get("MultiAttachEnabled")
+            and not (isinstance(launched, datetime) and v.get("CreateTime", launched) < launched)
+        ]
+        held += [
+            i["NetworkInterfaceId"]
+            for i in interfaces
+            if SESSION_TAG not in tags_of({"Tags": i.get("TagSet")}) and not i.get("RequesterManaged")
+        ]
+        if held:
+            tags = [{"Key": k, "Value": v} for k, v in holding_tags(session).items()]
+            client.create_tags(Resources=held, Tags=tags)  # type: ignore[arg-type]
     except ClientError as error:
-        if _error_code(error) not in HOLDINGS_GONE:  # deleted meanwhile (a race with another run): nothing to tag
-            raise
+        if _error_code(error) not in HOLDINGS_GONE:  # "deleted meanwhile" is done; anything else is worth a word
+            logging.getLogger(__name__).warning(
+                "what an ending instance holds was not tagged: %s (%s)", found.ident, _error_code(error)
+            )
 
 
 def holding_tags(session: SessionName) -> dict[str, str]:
