@@ -237,6 +237,10 @@ class JobLedger:
                 raise
         return False
 
+    def unreport(self, item: dict) -> None:
+        """The check run could not be made: the job's failure is still to be reported."""
+        self._db.update_item(TableName=self._table, Key={"id": item["id"]}, UpdateExpression="REMOVE reported")
+
     def remember_once(self, key: str, now: datetime) -> bool:
         """Record a one-off action (a redelivery of a ``guid``); ``False`` when it was done before."""
         try:

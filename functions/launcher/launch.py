@@ -60,7 +60,7 @@ class Extras:
     """What a CI system adds to a session: tags on every resource, secrets, the instance's user data."""
 
     tags: Mapping[str, str] = field(default_factory=dict)
-    secrets: Mapping[str, str] = field(default_factory=dict)  # parameter suffix -> SecureString value
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # suffix -> SecureString value
     user_data: str | None = None
 
 

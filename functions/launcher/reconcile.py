@@ -123,11 +123,15 @@ def retry_pending(settings: LauncherSettings, ledger: JobLedger, app: GitHubApp 
     from session_naming.profiles import match
     from sessions import profiles_of
 
+    tried: set[str] = set()  # a job that failed again is due again at once: once a pass is enough
     for item in waiting(ledger, PENDING, run):
         if not run.has_time():
             return
         delivery = delivery_of(item)
         job = str(delivery.workflow_job.id)
+        if job in tried:
+            continue
+        tried.add(job)
         age = run.now - (delivery.workflow_job.created_at or run.now)
         if age > GIVE_UP_AFTER:
             ledger.leave_index(item, state="dropped")
@@ -140,6 +144,11 @@ def retry_pending(settings: LauncherSettings, ledger: JobLedger, app: GitHubApp 
             continue  # a delivery is making it right now, or it was served meanwhile
         profiles = profiles_of(settings)
         profile = match(profiles, delivery.workflow_job.labels, settings.github_label) if profiles else None
+        if profiles and profile is None:  # the profiles changed since: only the workflow's author can fix it now
+            ledger.pend("github", job, "no_profile", run.now, delivery.workflow_job.created_at)
+            if app is not None:
+                report(settings, ledger, app, item, "no_profile", run)
+            continue
         try:
             status, _ = serve(settings, delivery, profile, run.now)
         except Exception as error:  # noqa: BLE001 - one job's failure is that job's: it stays pending
@@ -155,22 +164,29 @@ def retry_pending(settings: LauncherSettings, ledger: JobLedger, app: GitHubApp 
 def report_failures(settings: LauncherSettings, ledger: JobLedger, app: GitHubApp, run: Pass) -> None:
     """Jobs refused for a reason only their user can fix (no profile): one failing check run each."""
     for item in waiting(ledger, REPORT, run):
-        report(settings, ledger, app, item, item.get("reason", {}).get("S", "no_profile"), run)
-        ledger.leave_index(item)
+        if report(settings, ledger, app, item, item.get("reason", {}).get("S", "no_profile"), run):
+            ledger.leave_index(item)
+        else:  # GitHub refused or failed: the next pass tries again
+            ledger.defer(item, REPORT, run.now + timedelta(minutes=5))
 
 
-def report(settings: LauncherSettings, ledger: JobLedger, app: GitHubApp, item: dict, reason: str, run: Pass) -> None:
-    """One failing check run per job, whatever happens to it: marked first, so a failure is never a flood."""
+def report(settings: LauncherSettings, ledger: JobLedger, app: GitHubApp, item: dict, reason: str, run: Pass) -> bool:
+    """One failing check run per job: marked first (two passes at once make one), unmarked if GitHub failed.
+
+    Answers whether the job's failure is reported (now or before).
+    """
     if not ledger.report_once(item):
-        return
+        return True
     delivery = delivery_of(item)
     try:
         check_run(settings, app, delivery, reason, run)
-    except Exception as error:  # noqa: BLE001 - GitHub's refusal is logged; the job is not reported twice
+    except Exception as error:  # noqa: BLE001 - logged; the next pass tries again
         logger.warning("check run not created", extra={"job": delivery.workflow_job.id, **_code(error)})
-        return
+        ledger.unreport(item)
+        return False
     run.counts["failed_visibly"] += 1
     logger.info("job failed visibly", extra={"job": delivery.workflow_job.id, "reason": reason})
+    return True
 
 
 def check_run(

@@ -305,3 +305,32 @@ def test_an_interruption_releases_a_session_whose_runner_is_busy_with_its_job(la
     # GitHub refuses to delete a busy runner (422): it goes offline with its instance, and the collector or
     # GitHub's own removal of offline ephemeral runners takes the registration.
     assert launcher.github.runner_names(ROOT) == {made["runner"]["name"]}
+
+
+def test_a_check_run_github_failed_to_make_is_made_on_a_later_pass_and_still_once(launcher):
+    assert launcher(queued(21, labels=("self-hosted", "ec2-session", "gpu")))[0] == 202
+    launcher.github.fail(times=1, status=403, route="create-check-run")
+
+    refused = run_pass()
+    later = [run_pass(datetime.now(UTC) + timedelta(minutes=m)) for m in (6, 12)]
+
+    assert refused["failed_visibly"] == 0 and [p["failed_visibly"] for p in later] == [1, 0]
+    assert len(launcher.github.check_runs[ROOT]) == 1
+
+
+def test_a_pending_job_no_profile_matches_any_more_is_told_so_and_gets_no_machine_less_session(launcher, look):
+    no_capacity(launcher)
+    launcher(queued(22))
+    launcher.capacity.restore()
+    launcher.env(
+        "PROFILES",
+        json.dumps(
+            {"gpu": {"labels": ["ec2-session", "gpu"], "launch_template_id": make_launch_template(look, name="g")}}
+        ),
+    )
+
+    summary = run_pass()
+
+    assert summary["created"] == 0 and summary["failed_visibly"] == 1
+    assert launcher.github.check_runs[ROOT][0]["output"]["title"].startswith("no_profile")
+    assert sessions_of(look, 22) == set()

@@ -8,9 +8,10 @@ from tools.local_stack import make_launcher_stack  # noqa: F401 (re-exported for
 REGION = "us-east-1"
 
 
-def make_launch_template(clients, region: str = REGION) -> str:
+def make_launch_template(clients, region: str = REGION, name: str = "ec2-sessions-runner") -> str:
+    """A profile's launch template, as an operator makes it (its name is not a session's)."""
     ec2 = clients("ec2", region)
     image = catalogue_image(ec2)
     return ec2.create_launch_template(
-        LaunchTemplateName="ec2-sessions-runner", LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"}
+        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"}
     )["LaunchTemplate"]["LaunchTemplateId"]
