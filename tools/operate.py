@@ -376,6 +376,20 @@ def release_line(report: Mapping[str, Any]) -> str:
     return line
 
 
+def owned_only(base: str | None, env: Mapping[str, str]) -> None:
+    """A release deletes only a base the stack owns: ``SESSION_BASES`` says which (the template's parameter).
+
+    An operator's credentials usually reach everything; the name typed is no
+    proof that its base is this stack's (ec2test's or another stack's
+    sessions share the shape).
+    """
+    owned = [part.strip() for part in env.get("SESSION_BASES", "").split(",") if part.strip()]
+    if not owned:
+        raise UsageError("set SESSION_BASES to the stack's bases (its SessionBases parameter) before releasing")
+    if base not in owned:
+        raise UsageError(f"base {base!r:.70} is not one of SESSION_BASES ({', '.join(owned)}): not this stack's")
+
+
 def run(args: argparse.Namespace, env: Mapping[str, str], stdin: Any, out: Any) -> int:
     """One subcommand; raises ``Refused`` or ``UsageError`` for the edge to print."""
     now = datetime.now(UTC)
@@ -383,7 +397,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: Any, out: Any) 
         print(summary_table(find_summary(stdin.read())), file=out)
         return 0
     name = session_name(args.name) if "name" in args else None
-    settings = settings_for(args, env, name.base if name else getattr(args, "base", None))
+    asked = name.base if name else getattr(args, "base", None)
+    if args.command in ("release", "expire"):
+        owned_only(asked, env)
+    settings = settings_for(args, env, asked)
     if args.command == "list":
         sessions = list_sessions(clients.client, settings.regions, settings.session_bases)
         if args.json:

@@ -53,7 +53,14 @@ def ec2_sessions(aws, *args: str, stdin: str = "", **env: str) -> subprocess.Com
     another checkout into a shared venv still runs the code under test.
     """
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tools.operate"]
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **FAKE_AWS, "AWS_ENDPOINT_URL": aws.url, **env}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        **FAKE_AWS,
+        "AWS_ENDPOINT_URL": aws.url,
+        "SESSION_BASES": "ec2-test-runner",  # the stack's bases: what a release may touch
+        **env,
+    }
     done = subprocess.run(  # noqa: S603 (our own command)
         [*command, *args], input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False
     )
@@ -234,3 +241,15 @@ def test_the_table_of_a_summary_cut_for_the_log_still_adds_up_to_its_totals():
     [_, row, _] = summary_table(cut).splitlines()
 
     assert row.split() == ["volume", "5", "in-use", "1,", "reason", "not", "logged", "2", "0"]
+
+
+def test_a_release_of_a_base_the_stack_does_not_own_is_refused_before_any_call(aws, look):
+    foreign = "someone-else/20200101T000000Z/0123456789abcdef"
+    seed(look, REGION, foreign, kinds=("key_pair",))
+
+    done = ec2_sessions(aws, "release", foreign, "--regions", REGION)
+    unset = ec2_sessions(aws, "expire", "--base", "ec2-test-runner", "--yes", SESSION_BASES="")
+
+    assert done.returncode == 2 and "not one of SESSION_BASES" in one_line(done.stderr)
+    assert unset.returncode == 2 and "set SESSION_BASES" in one_line(unset.stderr)
+    assert foreign in inventory(look, REGION)["key_pair"]
