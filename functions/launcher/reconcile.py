@@ -43,6 +43,9 @@ REPORT_AFTER = timedelta(minutes=15)  # a job still without a session this long 
 LOST_WINDOW = timedelta(hours=1)  # deliveries older than this are not looked at
 RUN_CHECK_EVERY = timedelta(minutes=5)  # a run that has not completed is asked about on the next pass
 TIME_RESERVE_SECONDS = 5.0  # stop while this much of the invocation is left
+# A create takes seconds (a runner, a key pair and group, a fleet or two): one is started only while this much is
+# left, so the invocation is never cut off mid-create (an instance and a registration held until expiry).
+SERVE_NEEDS_SECONDS = 20.0
 PAGE = 25  # items a query reads at once: the pass stops between pages when its time is up
 TITLES = {
     "no_capacity": "no_capacity: EC2 had no capacity for this job's machine",
@@ -140,6 +143,9 @@ def retry_pending(settings: LauncherSettings, ledger: JobLedger, app: GitHubApp 
             continue
         run.counts["pending"] += 1
         run.oldest_pending = max(run.oldest_pending, age.total_seconds())
+        if run.time_left() < SERVE_NEEDS_SECONDS:
+            run.cut_short = "time"
+            return
         if not ledger.take("github", job, run.now):
             continue  # a delivery is making it right now, or it was served meanwhile
         profiles = profiles_of(settings)
