@@ -93,19 +93,24 @@ class JobLedger:
         raise JobBusy(f"{system} job {job}'s session is being made right now: retry in a few seconds")
 
     def take(self, system: str, job: str, now: datetime) -> bool:
-        """Take a pending job, or one whose claim has lapsed, to create its session now; ``False`` if it is not."""
+        """Take a pending (or unmatched) job, or one whose claim has lapsed, to create its session now.
+
+        ``False`` when it is none of those: served, over, or being made right now.
+        """
         lease = {"N": str(int((now + CLAIM_LEASE).timestamp()))}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
                 UpdateExpression="SET #state = :creating, lease = :lease, due_at = :lease",
-                ConditionExpression="#state = :pending OR (#state = :creating AND lease < :now)",
+                # An unmatched job whose profile now exists (a redelivery after the fix) is served too.
+                ConditionExpression="#state IN (:pending, :unmatched) OR (#state = :creating AND lease < :now)",
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={
                     ":lease": lease,
                     ":creating": {"S": "creating"},
                     ":pending": {"S": "pending"},
+                    ":unmatched": {"S": "unmatched"},
                     ":now": {"N": str(int(now.timestamp()))},
                 },
             )

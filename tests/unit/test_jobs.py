@@ -112,3 +112,9 @@ def test_the_same_instances_warning_delivered_again_is_counted_once(table):
 
     assert [breaker.record("small", NOW, "i-1") for _ in range(3)] == [False, False, False]
     assert breaker.record("small", NOW, "i-2") is True
+
+
+def test_a_job_no_profile_matched_is_served_by_a_redelivery_once_its_profile_exists(ledger):
+    ledger.unserved("github", "1", {"workflow_job": {"id": 1}}, "no_profile", NOW)
+
+    assert ledger.claim("github", "1", NOW, {"workflow_job": {"id": 1}}) is None
