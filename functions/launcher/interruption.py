@@ -45,14 +45,16 @@ def handle(settings: LauncherSettings, event: dict, now: datetime) -> dict[str, 
     from sessions import breaker_of
 
     opened = breaker_of(settings).record(profile, now, instance)
+    from sessions import ledger_of
+
     job = tags.get(GITHUB_JOB_TAG)
     if job:
-        from sessions import ledger_of
-
         ledger_of(settings).mark_interrupted("github", job, now)
     answer = {"session": str(name), "profile": profile, "breaker_open": opened}
     try:
         answer["released"] = release(settings, name, tags)
+        if job and ledger_of(settings).rebind("github", job, now):  # taken back before its job started
+            answer["job_pending"] = job
     except SessionKept:
         answer["kept"] = True
     except SessionNotFound:

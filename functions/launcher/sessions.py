@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from breaker import SpotBreaker
@@ -137,4 +137,17 @@ def release(settings: LauncherSettings, path_name: str, body: bytes) -> dict:
     name = SessionName.parse(path_name)
     if name is None or name.base not in settings.session_bases:
         raise SessionNotFound("that is not a session of this stack")
-    return release_session(clients.client, settings, name, slots_of(settings))
+    job = sessions_job(settings, name)
+    answer = release_session(clients.client, settings, name, slots_of(settings))
+    if job is not None and ledger_of(settings).rebind("github", job, datetime.now(UTC)):
+        answer["note_job"] = "its GitHub job had not started: it gets a session of its own on the next pass"
+    return answer
+
+
+def sessions_job(settings: LauncherSettings, name: SessionName) -> str | None:
+    """The GitHub job a session was made for (its key pair's or group's tag), or ``None``."""
+    from launch import sessions_tagged
+    from session_naming import GITHUB_JOB_TAG, SESSION_TAG
+
+    tags = sessions_tagged(clients.client, settings, SESSION_TAG, str(name)).get(name, {})
+    return tags.get(GITHUB_JOB_TAG)

@@ -17,6 +17,7 @@ from session_naming.settings import load_launcher
 
 from tests.support.capacity import Capacity
 from tests.support.deliveries import github_event, workflow_job
+from tests.support.function_url import release_event
 from tests.support.handlers import LambdaContext, load_event
 from tests.support.metrics import total
 from tests.support.seed import inventory
@@ -334,3 +335,12 @@ def test_a_pending_job_no_profile_matches_any_more_is_told_so_and_gets_no_machin
     assert summary["created"] == 0 and summary["failed_visibly"] == 1
     assert launcher.github.check_runs[ROOT][0]["output"]["title"].startswith("no_profile")
     assert sessions_of(look, 22) == set()
+
+
+def test_a_session_released_by_hand_before_its_job_started_is_made_again_on_the_next_pass(launcher, look):
+    _, made = launcher(queued(23))
+
+    status, body = launcher(release_event(made["session"]))
+
+    assert status == 200 and "next pass" in body["note_job"]
+    assert run_pass()["created"] == 1 and len(sessions_of(look, 23)) == 1
