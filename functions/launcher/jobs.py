@@ -28,7 +28,7 @@ from errors import JobBusy, JobOver
 
 # GitHub redelivers for three days; a day more covers clocks and operators.
 REMEMBER = timedelta(days=4)
-# Longer than the launcher's Lambda timeout (30 s): a claim older than this has no creator left.
+# Longer than the launcher's Lambda timeout (60 s): a claim older than this has no creator left.
 CLAIM_LEASE = timedelta(minutes=2)
 INDEX = "due"
 PENDING, REPORT, RERUN = "pending", "report", "rerun"  # the index's queues

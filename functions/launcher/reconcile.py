@@ -51,7 +51,6 @@ TITLES = {
     "no_capacity": "no_capacity: EC2 had no capacity for this job's machine",
     "no_profile": "no_profile: no runner profile matches this job's labels",
     "launch_failed": "launch_failed: the job's machine could not be started",
-    "runner_taken": "no_capacity: another job took this job's runner and no new one could be started",
 }
 logger = Logger()
 metrics = Metrics()
