@@ -62,7 +62,9 @@ class MotoServer:
         if self._process is not None:
             _pipe(self._process.stdin).close()
             try:
-                self._process.wait(timeout=10)
+                # A server that held many resets frees millions of objects on its way out (seconds):
+                # it is a throw-away, so it gets a moment to stop by itself and is then killed.
+                self._process.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()

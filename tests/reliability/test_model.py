@@ -616,7 +616,7 @@ class AccountModel(RuleBasedStateMachine):
 
 
 def test_account_matches_the_model_after_every_launch_release_clock_move_sweep_and_bystander(account):
-    run_state_machine_as_test(lambda: AccountModel(account), settings=examples(8, stateful_step_count=20))
+    run_state_machine_as_test(lambda: AccountModel(account), settings=examples(6, stateful_step_count=20))
 
 
 def test_one_sweep_removes_every_expired_parameter_even_when_they_fill_more_than_one_page(fresh):
