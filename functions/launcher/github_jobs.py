@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from errors import NO_PROFILE, JobOver, NoCapacity, TooManySessions
+from errors import NO_PROFILE, JobBusy, JobOver, NoCapacity, TooManySessions
 from launch import Extras, create_session, release_job, sessions_tagged
 from payloads import WorkflowJobDelivery, parse_body
 from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, PROFILE_TAG, SESSION_TAG, SessionName, clients
@@ -77,7 +77,11 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
     if job.created_at is not None and now - job.created_at > MAX_QUEUED_AGE:
         # GitHub cancels a job queued 24 h; its record lives 4 days: an older queued is a replay.
         return 202, {"ignored": "the job was queued more than 72 hours ago"}
-    profiles = profiles_of(settings)
+    try:
+        profiles = profiles_of(settings)
+    except Exception:
+        wait_for_the_pass(settings, delivery, now)  # a bad or unreadable PROFILES: the operator's alarm, not silence
+        raise
     profile = match(profiles, job.labels, settings.github_label) if profiles else None
     if profiles and profile is None:
         return unmatched(settings, delivery, now)
@@ -88,6 +92,15 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
     if existing is not None:
         return 200, existing
     return serve(settings, delivery, profile, now)
+
+
+def wait_for_the_pass(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> None:
+    """Record the job pending before a failure that comes ahead of its claim: the pass retries it and,
+    after 15 minutes, tells its user; without the record it would wait a day with no word."""
+    ledger, job = ledger_of(settings), str(delivery.workflow_job.id)
+    with suppress(JobOver, JobBusy):
+        if ledger.claim("github", job, now, essentials(delivery)) is None:
+            ledger.pend("github", job, "launch_failed", now, delivery.workflow_job.created_at)
 
 
 def unmatched(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:

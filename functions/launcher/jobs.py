@@ -21,6 +21,8 @@ leaves it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from botocore.exceptions import ClientError
@@ -35,6 +37,16 @@ PENDING, REPORT, RERUN = "pending", "report", "rerun"  # the index's queues
 EVERY_PASS_FOR = timedelta(hours=1)  # a pending job is tried on every pass for its first hour,
 SLOWER_RETRY = timedelta(minutes=15)  # then at most every 15 minutes,
 GIVE_UP_AFTER = timedelta(hours=24)  # until it is a day old (GitHub cancels it then)
+
+
+@contextmanager
+def _unless_beaten() -> Iterator[None]:
+    """A conditional write whose condition no longer holds (another writer was first) is no error here."""
+    try:
+        yield
+    except ClientError as error:
+        if not _conditional(error):
+            raise
 
 
 def _conditional(error: ClientError) -> bool:
@@ -76,12 +88,9 @@ class JobLedger:
         }
         if delivery is not None:
             item |= {"delivery": {"S": json.dumps(delivery)}, "awaiting": {"S": PENDING}, "due_at": lease}
-        try:
+        with _unless_beaten():
             self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(id)")
             return None
-        except ClientError as error:
-            if not _conditional(error):
-                raise
         current = self._read(system, job)
         state = current.get("state", {}).get("S")
         if state in ("over", "dropped"):
@@ -98,7 +107,7 @@ class JobLedger:
         ``False`` when it is none of those: served, over, or being made right now.
         """
         lease = {"N": str(int((now + CLAIM_LEASE).timestamp()))}
-        try:
+        with _unless_beaten():
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
@@ -115,9 +124,6 @@ class JobLedger:
                 },
             )
             return True
-        except ClientError as error:
-            if not _conditional(error):
-                raise
         return False
 
     def settle(self, system: str, job: str, answer: dict) -> None:
@@ -148,7 +154,7 @@ class JobLedger:
         """
         age = now - created if created is not None else timedelta(0)
         due = now if age < EVERY_PASS_FOR else now + SLOWER_RETRY
-        try:
+        with _unless_beaten():
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
@@ -165,13 +171,10 @@ class JobLedger:
                     ":one": {"N": "1"},
                 },
             )
-        except ClientError as error:
-            if not _conditional(error):
-                raise
 
     def unserved(self, system: str, job: str, delivery: dict, reason: str, now: datetime) -> None:
         """A job refused for a reason only its user can fix (no profile): its failure is reported, once."""
-        try:
+        with _unless_beaten():
             self._db.put_item(
                 TableName=self._table,
                 Item={
@@ -185,9 +188,6 @@ class JobLedger:
                 },
                 ConditionExpression="attribute_not_exists(id)",
             )
-        except ClientError as error:
-            if not _conditional(error):
-                raise
 
     def due(self, queue: str, now: datetime, limit: int = 100, start: dict | None = None) -> tuple[list[dict], dict]:
         """One page of the queue's items due by ``now``, oldest due first, and where the next page starts."""
@@ -228,7 +228,7 @@ class JobLedger:
 
     def report_once(self, item: dict) -> bool:
         """Mark the job's failure reported; ``False`` when it already was (one check run per job)."""
-        try:
+        with _unless_beaten():
             self._db.update_item(
                 TableName=self._table,
                 Key={"id": item["id"]},
@@ -237,9 +237,6 @@ class JobLedger:
                 ExpressionAttributeValues={":yes": {"BOOL": True}},
             )
             return True
-        except ClientError as error:
-            if not _conditional(error):
-                raise
         return False
 
     def unreport(self, item: dict) -> None:
@@ -248,21 +245,18 @@ class JobLedger:
 
     def remember_once(self, key: str, now: datetime) -> bool:
         """Record a one-off action (a redelivery of a ``guid``); ``False`` when it was done before."""
-        try:
+        with _unless_beaten():
             self._db.put_item(
                 TableName=self._table,
                 Item={"id": {"S": key}, "expiration": self._expiration(now)},
                 ConditionExpression="attribute_not_exists(id)",
             )
             return True
-        except ClientError as error:
-            if not _conditional(error):
-                raise
         return False
 
     def running(self, system: str, job: str) -> None:
         """The job has started (on some runner): it waits for nothing, and no other job's start re-pends it."""
-        try:
+        with _unless_beaten():
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
@@ -271,13 +265,10 @@ class JobLedger:
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={":running": {"S": "running"}, ":over": {"S": "over"}},
             )
-        except ClientError as error:
-            if not _conditional(error):
-                raise
 
     def rebind(self, system: str, job: str, now: datetime) -> bool:
         """Job A's session was taken by another job: A is pending again, at once (unless it is over)."""
-        try:
+        with _unless_beaten():
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
@@ -295,9 +286,6 @@ class JobLedger:
                 },
             )
             return True
-        except ClientError as error:
-            if not _conditional(error):
-                raise
         return False
 
     def end(self, system: str, job: str, now: datetime, rerun: dict | None = None) -> None:
@@ -334,7 +322,7 @@ class JobLedger:
         A job the table does not know (its queued was never seen) is left
         alone: nothing waits on it here.
         """
-        try:
+        with _unless_beaten():
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
@@ -342,9 +330,6 @@ class JobLedger:
                 ConditionExpression="attribute_exists(id)",
                 ExpressionAttributeValues={":now": {"N": str(int(now.timestamp()))}},
             )
-        except ClientError as error:
-            if not _conditional(error):
-                raise
 
     def was_interrupted(self, system: str, job: str) -> bool:
         return "interrupted" in self._read(system, job)

@@ -344,3 +344,14 @@ def test_a_session_released_by_hand_before_its_job_started_is_made_again_on_the_
 
     assert status == 200 and "next pass" in body["note_job"]
     assert run_pass()["created"] == 1 and len(sessions_of(look, 23)) == 1
+
+
+def test_a_job_queued_while_the_profiles_cannot_be_read_is_served_once_they_can(launcher, look):
+    good = json.dumps(
+        {"small": {"labels": ["ec2-session"], "launch_template_id": make_launch_template(look, name="b")}}
+    )
+    launcher.env("PROFILES", "ssm:/ec2-sessions/missing")
+
+    assert launcher(queued(24))[0] == 500
+    launcher.env("PROFILES", good)
+    assert run_pass()["created"] == 1 and len(sessions_of(look, 24)) == 1
