@@ -138,8 +138,11 @@ deploy: build ## sam deploy: guided the first time (answers saved to samconfig.t
 delete: $(SAM_VENV)/.installed ## Remove the stack
 	$(SAM) delete
 
-soak: $(VENV)/.installed ## Reliability suite with ten times more examples
-	EC2_SESSIONS_SOAK=1 $(PY) -m pytest tests/reliability -q
+# make test runs every property test derandomized (one verdict per commit); soak explores with a fresh seed.
+soak: $(VENV)/.installed ## Property tests with a fresh seed and ten times the examples; SEED=N replays a failure
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; echo "soak: seed $$seed"; \
+	EC2_SESSIONS_SOAK=1 $(PY) -m pytest tests/unit tests/reliability -q --hypothesis-seed=$$seed \
+	  || { echo "soak failed with seed $$seed: replay it with make soak SEED=$$seed" >&2; exit 1; }
 
 bench: $(VENV)/.installed ## Benchmarks against their baselines (not part of make test)
 	$(PY) bench/run.py $(BENCH_ARGS)

@@ -13,9 +13,22 @@ from tools.offline import go_offline
 
 go_offline(POWERTOOLS_SERVICE_NAME="ec2-sessions-test")
 
+import os  # noqa: E402
+
 import botocore.session  # noqa: E402
 import pytest  # noqa: E402
 from botocore.loaders import create_loader  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests are derandomized in `make test`: the same examples on every run of a commit, one verdict.
+# `make soak` explores with a fresh seed (EC2_SESSIONS_SOAK=1 and --hypothesis-seed, printed to replay).
+settings.register_profile("ec2-sessions-test", derandomize=True, database=None, print_blob=True)
+settings.register_profile("ec2-sessions-explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile(
+    "ec2-sessions-explore"
+    if os.environ.get("EC2_SESSIONS_SOAK", "").strip().lower() not in ("", "0", "false", "no")
+    else "ec2-sessions-test"
+)
 
 # Every test starts new boto3 sessions (fresh clients, as a new container has),
 # and each session would parse the services' JSON models again: about 0.2 s a
@@ -59,11 +72,19 @@ def launcher_stack(aws, monkeypatch):
 
 @pytest.fixture
 def github_fake():
-    """A fake GitHub REST API on a free loopback port, with its own App key and clock (tests/support/github_fake.py)."""
+    """A fake GitHub REST API on a free loopback port, with its own App key and clock (tests/support/github_fake.py).
+
+    The container's App and its tokens are forgotten first: a fake may get the port of an earlier one, and the
+    App the code under test cached for that URL holds tokens this fake never issued.
+    """
+    from session_naming import github
+
     from tests.support.github_fake import GitHubFake
 
+    github.reset()
     with GitHubFake() as fake:
         yield fake
+    github.reset()
 
 
 @pytest.fixture

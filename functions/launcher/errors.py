@@ -37,6 +37,10 @@ class JobBusy(DomainError):
     """Another delivery for the same job is making its session right now."""
 
 
+class OutOfTime(Exception):
+    """The invocation's time would run out before the create could finish: it stopped and was rolled back."""
+
+
 class LaunchFailed(Exception):
     """A create failed half-way and was rolled back; ``code`` is the AWS error code only."""
 

@@ -17,19 +17,17 @@ registration with everything else.
 from __future__ import annotations
 
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from errors import NO_PROFILE, JobBusy, JobOver, NoCapacity, TooManySessions
-from launch import Extras, create_session, release_job, sessions_tagged
+from launch import Extras, TimeLeft, create_session, release_job, sessions_tagged
 from payloads import WorkflowJobDelivery, parse_body
 from session_naming import GITHUB_JOB_TAG, GITHUB_RUNNER_TAG, PROFILE_TAG, SESSION_TAG, SessionName, clients
-from session_naming.github import GitHubError
-from session_naming.profiles import Profile, match
+from session_naming.github import GitHubError, Scope
+from session_naming.profiles import Profile, has_label, match
 from session_naming.settings import LauncherSettings
 from sessions import breaker_of, ledger_of, profiles_of, slots_of
 
@@ -49,19 +47,29 @@ def handle(settings: LauncherSettings, event: str, body: bytes, now: datetime) -
     if event != "workflow_job":
         return 202, {"ignored": "only workflow_job events make sessions"}
     delivery = parse_body(body, WorkflowJobDelivery)
-    job = delivery.workflow_job
-    if settings.github_label.lower() not in {label.lower() for label in job.labels}:
+    if not has_label(delivery.workflow_job.labels, settings.github_label):
         return 202, {"ignored": f"the job has no {settings.github_label} label"}
-    repository = delivery.repository.full_name if delivery.repository else ""
-    if not settings.github.allows(repository):
+    if not settings.github.allows(delivery.repository.full_name if delivery.repository else ""):
         return 202, {"ignored": "the repository is not in GITHUB_REPOSITORIES"}
+    scope = scope_of(settings, delivery)
+    if delivery.waits_for_approval:
+        return waiting(settings, delivery, now)
     if delivery.action == "queued":
-        return queued(settings, delivery, now)
+        return queued(settings, delivery, scope, now)
     if delivery.action == "in_progress":
-        return in_progress(settings, delivery, now)
+        return in_progress(settings, delivery, scope, now)
     if delivery.action == "completed":
-        return completed(settings, delivery, now)
+        return completed(settings, delivery, scope, now)
     return 202, {"ignored": "only queued, in_progress and completed jobs change sessions"}
+
+
+def scope_of(settings: LauncherSettings, delivery: WorkflowJobDelivery) -> Scope | None:
+    """The delivery's place on GitHub, built once; ``None`` when it names no repository (no runner then)."""
+    if delivery.repository is None:
+        return None
+    owner, _, repo = delivery.repository.full_name.partition("/")  # the owner object may name another account
+    installation = delivery.installation.id if delivery.installation else None
+    return Scope(settings.github.runner_scope, owner, repo, installation)
 
 
 def github_app(settings: LauncherSettings) -> GitHubApp | None:
@@ -71,11 +79,23 @@ def github_app(settings: LauncherSettings) -> GitHubApp | None:
     return configured_app(settings.github, clients.client("secretsmanager", settings.region))
 
 
-def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
+def waiting(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
+    """Held for an environment's reviewer, maybe for days: no session now (it could expire before the approval),
+    only a record, so that the approved ``queued`` is served whatever its age."""
+    ledger_of(settings).wait("github", str(delivery.workflow_job.id), essentials(delivery), now)
+    return 202, {"ignored": "waiting for approval"}
+
+
+def queued(
+    settings: LauncherSettings, delivery: WorkflowJobDelivery, scope: Scope | None, now: datetime
+) -> tuple[int, dict[str, Any]]:
     """Too old: a replay. No profile: refused, and reported. Else claimed once, and served."""
     job = delivery.workflow_job
-    if job.created_at is not None and now - job.created_at > MAX_QUEUED_AGE:
-        # GitHub cancels a job queued 24 h; its record lives 4 days: an older queued is a replay.
+    ledger = ledger_of(settings)
+    too_old = job.created_at is not None and now - job.created_at > MAX_QUEUED_AGE
+    if too_old and not ledger.is_waiting("github", str(job.id)):
+        # GitHub cancels a job queued 24 h; its record lives 4 days: an older queued is a replay
+        # (unless the job waited for a deployment's approval: then its clock starts at the approval).
         return 202, {"ignored": "the job was queued more than 72 hours ago"}
     try:
         profiles = profiles_of(settings)
@@ -86,12 +106,36 @@ def queued(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datet
     if profiles and profile is None:
         return unmatched(settings, delivery, now)
     try:
-        existing = ledger_of(settings).claim("github", str(job.id), now, essentials(delivery))
+        existing = claim(settings, delivery, now)
     except JobOver:
         return 202, {"ignored": "the job is already over"}
     if existing is not None:
         return 200, existing
-    return serve(settings, delivery, profile, now)
+    return serve(settings, delivery, scope, profile, now)
+
+
+def claim(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> dict[str, Any] | None:
+    """The job's claim (``None``: make its session), or the answer of its session, if that session still exists.
+
+    A session gone before its job started (expired and swept, released by
+    hand, taken back) is never the answer: the job is pending again and
+    this delivery makes it a new one.
+    """
+    ledger, job = ledger_of(settings), str(delivery.workflow_job.id)
+    existing = ledger.claim("github", job, now, essentials(delivery))
+    if existing is None or session_exists(settings, existing.get("session"), now):
+        return existing
+    ledger.rebind("github", job, now, "session_gone")
+    logger.info("the job's session is gone before it started: a new one is made", extra={"job": job})
+    return ledger.claim("github", job, now, essentials(delivery))
+
+
+def session_exists(settings: LauncherSettings, session: object, now: datetime) -> bool:
+    """Is the session still there: not expired, its key pair or group not deleted?"""
+    name = SessionName.parse(session)
+    if name is None or name.is_expired(now, timedelta(0)):
+        return False
+    return bool(sessions_tagged(clients.client, settings, SESSION_TAG, str(name)))
 
 
 def wait_for_the_pass(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> None:
@@ -100,7 +144,12 @@ def wait_for_the_pass(settings: LauncherSettings, delivery: WorkflowJobDelivery,
     ledger, job = ledger_of(settings), str(delivery.workflow_job.id)
     with suppress(JobOver, JobBusy):
         if ledger.claim("github", job, now, essentials(delivery)) is None:
-            ledger.pend("github", job, "launch_failed", now, delivery.workflow_job.created_at)
+            ledger.pend("github", job, "launch_failed", now, clock_of_job(settings, delivery))
+
+
+def clock_of_job(settings: LauncherSettings, delivery: WorkflowJobDelivery) -> datetime | None:
+    """When the job's clock started: its approval, if it waited for one, else its ``created_at``."""
+    return ledger_of(settings).clock_from("github", str(delivery.workflow_job.id)) or delivery.workflow_job.created_at
 
 
 def unmatched(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
@@ -112,28 +161,35 @@ def unmatched(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: da
 
 
 def serve(
-    settings: LauncherSettings, delivery: WorkflowJobDelivery, profile: Profile | None, now: datetime
+    settings: LauncherSettings,
+    delivery: WorkflowJobDelivery,
+    scope: Scope | None,
+    profile: Profile | None,
+    now: datetime,
+    time_left: TimeLeft | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Make the claimed job's session; one that fails leaves the job pending for the reconcile pass.
 
     The job may end while its session is made: then what was made is
     released (by this create, or by the end's own release) and the answer
-    is ``202``.
+    is ``202``. ``time_left`` is the reconcile pass's: its create stops,
+    rolled back, before the invocation's end.
     """
     ledger, job = ledger_of(settings), str(delivery.workflow_job.id)
     try:
-        answer, tags = make_session(settings, delivery, profile, now)
+        answer, tags = make_session(settings, delivery, scope, profile, now, time_left)
     except Exception as error:
         if ledger.is_over("github", job):
             # The job ended mid-create and its completed delivery released what it found: a step
             # that needed a released resource failed, and the rollback took the rest.
             return 202, {"ignored": "the job ended while its session was made; it is released"}
-        ledger.pend("github", job, failure_reason(error), now, delivery.workflow_job.created_at)
+        ledger.pend("github", job, failure_reason(error), now, clock_of_job(settings, delivery))
         raise
+    name = SessionName(answer["session"])
     try:
-        ledger.settle("github", job, answer)
+        ledger.settle("github", job, answer, name.expires)
     except JobOver:
-        release(settings, Scope.of(delivery), {SessionName(answer["session"]): tags})
+        release(settings, scope, {name: tags})
         return 202, {"ignored": "the job ended while its session was made; it is released"}
     return 201, answer
 
@@ -144,13 +200,18 @@ def failure_reason(error: Exception) -> str:
 
 
 def make_session(
-    settings: LauncherSettings, delivery: WorkflowJobDelivery, profile: Profile | None, now: datetime
+    settings: LauncherSettings,
+    delivery: WorkflowJobDelivery,
+    scope: Scope | None,
+    profile: Profile | None,
+    now: datetime,
+    time_left: TimeLeft | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The session and, with an App and an instance, its JIT runner; a failure deletes the registration too."""
     job = str(delivery.workflow_job.id)
     lifetime = (profile.lifetime if profile is not None else None) or settings.default_lifetime
     name = SessionName.make(settings.session_bases[0], lifetime, now)
-    app = github_app(settings) if profile is not None else None  # a runner needs an instance
+    app = github_app(settings) if profile is not None and scope is not None else None  # a runner needs an instance
     job_tags = {GITHUB_JOB_TAG: job}
     registered: list[tuple[str, Registration]] = []  # (installation token, registration) once made
 
@@ -158,8 +219,8 @@ def make_session(
         """The JIT runner, registered once the session's slots are held: a refused create costs GitHub nothing."""
         from user_data import runner_user_data
 
-        assert app is not None and profile is not None
-        token, registration = register_runner(settings, app, delivery, profile, name)
+        assert app is not None and scope is not None and profile is not None
+        token, registration = register_runner(settings, app, scope, delivery, profile, name)
         registered.append((token, registration))
         return Extras(
             tags={**job_tags, GITHUB_RUNNER_TAG: registration.path},
@@ -167,7 +228,6 @@ def make_session(
             user_data=runner_user_data(f"/{name}/{JITCONFIG}"),
         )
 
-    with_runner = app is not None and profile is not None and delivery.repository is not None
     try:
         answer = create_session(
             clients.client,
@@ -180,7 +240,8 @@ def make_session(
             extras=Extras(tags=job_tags),
             name=name,
             breaker_open=breaker_of(settings).checker(now),
-            register=register if with_runner else None,
+            register=register if app is not None else None,
+            time_left=time_left,
         )
     except BaseException:
         for token, registration in registered:
@@ -195,19 +256,22 @@ def make_session(
 
 
 def register_runner(
-    settings: LauncherSettings, app: GitHubApp, delivery: WorkflowJobDelivery, profile: Profile, name: SessionName
+    settings: LauncherSettings,
+    app: GitHubApp,
+    scope: Scope,
+    delivery: WorkflowJobDelivery,
+    profile: Profile,
+    name: SessionName,
 ) -> tuple[str, Registration]:
-    """A JIT runner named for the session, with the profile's labels, in the delivery's repository or organisation."""
+    """A JIT runner named for the session, with the profile's labels, where the delivery's scope says."""
     from session_naming.github import runner_name
 
-    token = app.installation_token(installation_of(app, settings, Scope.of(delivery)))
-    scope = settings.github.runner_scope
-    owner, repo = owner_and_repo(delivery)
+    token = scope.token(app)
     registration = app.generate_jitconfig(
         token,
-        scope,
-        owner,
-        repo if scope == "repo" else None,
+        scope.kind,
+        scope.owner,
+        scope.repo if scope.kind == "repo" else None,
         runner_name(name),
         settings.github.runner_group_id,
         profile.runner_labels(delivery.workflow_job.labels),
@@ -228,7 +292,9 @@ def essentials(delivery: WorkflowJobDelivery) -> dict[str, Any]:
     )
 
 
-def in_progress(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
+def in_progress(
+    settings: LauncherSettings, delivery: WorkflowJobDelivery, scope: Scope | None, now: datetime
+) -> tuple[int, dict[str, Any]]:
     """The job runs: on its own session, or on one made for another job, which is then bound to it.
 
     GitHub gives a JIT runner any queued job with its labels. When the
@@ -238,7 +304,7 @@ def in_progress(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: 
     whose registration lies in the delivery's own scope is bound this way.
     """
     job = str(delivery.workflow_job.id)
-    ran_on = session_that_ran(settings, delivery)
+    ran_on = session_that_ran(settings, delivery, scope)
     profile = next((tags[PROFILE_TAG] for tags in ran_on.values() if tags.get(PROFILE_TAG)), NO_PROFILE)
     started, created = delivery.workflow_job.started_at, delivery.workflow_job.created_at
     if started is not None and created is not None:
@@ -295,7 +361,9 @@ def retag(settings: LauncherSettings, name: SessionName, tags: dict[str, str]) -
         ec2.create_tags(Resources=idents, Tags=[{"Key": k, "Value": v} for k, v in values.items()])
 
 
-def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
+def completed(
+    settings: LauncherSettings, delivery: WorkflowJobDelivery, scope: Scope | None, now: datetime
+) -> tuple[int, dict[str, Any]]:
     """The job is over: its sessions go, and so does the session whose runner ran it (when that is provably ours).
 
     A JIT runner takes any queued job with matching labels, not only the one
@@ -311,15 +379,17 @@ def completed(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: da
         rerun = essentials(delivery)  # its session was taken back: the run is re-run once it completes
     ledger.end("github", job, now, rerun)
     sessions = sessions_tagged(clients.client, settings, GITHUB_JOB_TAG, job)
-    ran_on = session_that_ran(settings, delivery)
+    ran_on = session_that_ran(settings, delivery, scope)
     for tags in ran_on.values():  # its in_progress was lost or late: the job it was made for still waits
         if tags.get(GITHUB_JOB_TAG) != job:
             repend(settings, tags.get(GITHUB_JOB_TAG), now)
     sessions.update(ran_on)
-    return 200, release(settings, Scope.of(delivery), sessions)
+    return 200, release(settings, scope, sessions)
 
 
-def session_that_ran(settings: LauncherSettings, delivery: WorkflowJobDelivery) -> dict[SessionName, dict[str, str]]:
+def session_that_ran(
+    settings: LauncherSettings, delivery: WorkflowJobDelivery, scope: Scope | None
+) -> dict[SessionName, dict[str, str]]:
     """The session named by ``runner_name``, only if its registration lies in the delivery's own scope.
 
     A runner name is public (every job log prints it) and whoever administers
@@ -331,35 +401,13 @@ def session_that_ran(settings: LauncherSettings, delivery: WorkflowJobDelivery) 
     from session_naming.github import sessions_of_runner_name
 
     found: dict[SessionName, dict[str, str]] = {}
+    if scope is None:
+        return found
     for session in sessions_of_runner_name(delivery.workflow_job.runner_name, settings.session_bases):
         for name, tags in sessions_tagged(clients.client, settings, SESSION_TAG, str(session)).items():
-            if in_scope(tags.get(GITHUB_RUNNER_TAG), settings, Scope.of(delivery)):
+            if scope.holds(tags.get(GITHUB_RUNNER_TAG)):
                 found[name] = tags
     return found
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Where a release may delete registrations: a delivery's repository (and its installation, when sent)."""
-
-    owner: str
-    repo: str
-    installation: int | None = None
-
-    @classmethod
-    def of(cls, delivery: WorkflowJobDelivery) -> Scope:
-        owner, repo = owner_and_repo(delivery)
-        return cls(owner, repo, delivery.installation.id if delivery.installation else None)
-
-
-def in_scope(path: str | None, settings: LauncherSettings, scope: Scope) -> bool:
-    """Does the registration ``path`` lie in the scope's repository or organisation (any letter case)?"""
-    from session_naming.github import parse_registration_path
-
-    where = parse_registration_path(path)
-    if where is None or where[0] != settings.github.runner_scope or where[1].lower() != scope.owner.lower():
-        return False
-    return where[0] == "org" or (where[2] or "").lower() == scope.repo.lower()
 
 
 def release_registered(settings: LauncherSettings, sessions: dict[SessionName, dict[str, str]]) -> dict[str, Any]:
@@ -370,12 +418,9 @@ def release_registered(settings: LauncherSettings, sessions: dict[SessionName, d
     still carry the session's runner name, as for any release. A busy
     runner goes too: its instance is being taken back whatever it runs.
     """
-    from session_naming.github import parse_registration_path
-
     answers: list[dict[str, Any]] = []
     for name, tags in sessions.items():
-        where = parse_registration_path(tags.get(GITHUB_RUNNER_TAG))
-        scope = Scope(where[1], where[2] or "") if where is not None else Scope("", "")
+        scope = Scope.of_registration(tags.get(GITHUB_RUNNER_TAG))
         answers.append(release(settings, scope, {name: tags}, busy_too=True))
     merged: dict[str, Any] = {"released": [], "kept": []}
     for answer in answers:
@@ -385,11 +430,16 @@ def release_registered(settings: LauncherSettings, sessions: dict[SessionName, d
 
 
 def release(
-    settings: LauncherSettings, scope: Scope, sessions: dict[SessionName, dict[str, str]], *, busy_too: bool = False
+    settings: LauncherSettings,
+    scope: Scope | None,
+    sessions: dict[SessionName, dict[str, str]],
+    *,
+    busy_too: bool = False,
 ) -> dict[str, Any]:
     """Release sessions and delete their runner registrations (gone already is done); a busy runner's session stays.
 
-    AWS resources go whatever GitHub answers: when the App, its token or a
+    Only registrations in ``scope`` are deleted (``None``: none). AWS
+    resources go whatever GitHub answers: when the App, its token or a
     runner cannot be read, the sessions are released all the same and their
     registrations are counted (``RunnerDeletesFailed``), left to the
     collector and to GitHub's own removal of offline ephemeral runners.
@@ -398,12 +448,12 @@ def release(
     runners: dict[SessionName, str] = {}  # session -> its registration's path, checked on GitHub
     busy: list[str] = []
     app, token, unreachable = None, None, False
-    if registered:
+    if registered and scope is not None:
         try:
             app = github_app(settings)
             if app is not None:
-                token = app.installation_token(installation_of(app, settings, scope))
-                runners, busy = _runners_of(app, token, settings, scope, registered)
+                token = scope.token(app)
+                runners, busy = _runners_of(app, token, scope, registered)
                 if busy_too:
                     runners.update({name: path for name, path in registered.items() if str(name) in busy})
                     busy = []
@@ -417,7 +467,7 @@ def release(
         if str(name) not in gone:
             continue  # kept or busy: its runner stays with it
         if unreachable:
-            left += in_scope(path, settings, scope)
+            left += scope is not None and scope.holds(path)
         elif app is not None and token is not None and name in runners:
             try:
                 app.delete_runner(token, path)
@@ -435,9 +485,7 @@ def _code(error: Exception) -> dict[str, str]:
     return {"error": getattr(error, "code", None) or error_code(error)}
 
 
-def _runners_of(
-    app: GitHubApp, token: str, settings: LauncherSettings, scope: Scope, registered: dict
-) -> tuple[dict[SessionName, str], list[str]]:
+def _runners_of(app: GitHubApp, token: str, scope: Scope, registered: dict) -> tuple[dict[SessionName, str], list[str]]:
     """Each session's own registration (in the delivery's scope, carrying the session's runner name), and the busy ones.
 
     A runner GitHub cannot describe right now is deleted as any other: the
@@ -448,7 +496,7 @@ def _runners_of(
     runners: dict[SessionName, str] = {}
     busy: list[str] = []
     for name, path in registered.items():
-        if not in_scope(path, settings, scope):
+        if not scope.holds(path):
             continue  # not a registration of this job's repository or organisation: never ours to delete
         try:
             runner = app.get_runner(token, path)
@@ -465,23 +513,3 @@ def _runners_of(
         else:
             runners[name] = path
     return runners, busy
-
-
-def installation_of(app: GitHubApp, settings: LauncherSettings, scope: Scope) -> int:
-    """The delivery's installation; a repository or organisation webhook sends none, so it is looked up."""
-    if scope.installation is not None:
-        return scope.installation
-    repo = scope.repo.lower() if settings.github.runner_scope == "repo" else None
-    return _installation_for(app, scope.owner.lower(), repo)
-
-
-@cache
-def _installation_for(app: GitHubApp, owner: str, repo: str | None) -> int:
-    """Asked once per container: an App's installation on an account does not move."""
-    return app.installation_for(owner, repo)
-
-
-def owner_and_repo(delivery: WorkflowJobDelivery) -> tuple[str, str]:
-    """The job's repository as ``full_name`` gives it (the owner object may name another account)."""
-    owner, _, repo = delivery.repository.full_name.partition("/") if delivery.repository else ("", "", "")
-    return owner, repo

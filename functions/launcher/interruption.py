@@ -42,24 +42,29 @@ def handle(settings: LauncherSettings, event: dict, now: datetime) -> dict[str, 
     logger.info("spot interruption", extra={"session": str(name), "profile": profile, "instance": instance})
     with single_metric(name="SpotInterruptions", unit=MetricUnit.Count, value=1) as metric:
         metric.add_dimension(name="profile", value=profile)
-    from sessions import breaker_of
-
-    opened = breaker_of(settings).record(profile, now, instance)
-    from sessions import ledger_of
-
-    job = tags.get(GITHUB_JOB_TAG)
-    if job:
-        ledger_of(settings).mark_interrupted("github", job, now)
-    answer = {"session": str(name), "profile": profile, "breaker_open": opened}
-    try:
+    answer: dict[str, Any] = {"session": str(name), "profile": profile}
+    try:  # first: whatever the job table says next, the instance's session goes now
         answer["released"] = release(settings, name, tags)
-        if job and ledger_of(settings).rebind("github", job, now):  # taken back before its job started
-            answer["job_pending"] = job
     except SessionKept:
         answer["kept"] = True
     except SessionNotFound:
         answer["released"] = []
+    record(settings, tags, instance, now, answer)
     return answer
+
+
+def record(settings: LauncherSettings, tags: dict[str, str], instance: str, now: datetime, answer: dict) -> None:
+    """After the release: the breaker counts the interruption, and the job is marked for its re-run and pending
+    again if it had not started. A DynamoDB error here is raised (EventBridge retries; the release is done)."""
+    from sessions import breaker_of, ledger_of
+
+    profile, job = tags.get(PROFILE_TAG, "none"), tags.get(GITHUB_JOB_TAG)
+    answer["breaker_open"] = breaker_of(settings).record(profile, now, instance)
+    if job:
+        ledger = ledger_of(settings)
+        ledger.mark_interrupted("github", job, now)
+        if "released" in answer and ledger.rebind("github", job, now, "interrupted"):  # taken back before it started
+            answer["job_pending"] = job
 
 
 def instance_tags(settings: LauncherSettings, instance: str) -> dict[str, str]:

@@ -9,13 +9,24 @@ releases what it made, or it finished before the end was recorded, and the
 release that follows the record finds all of it by tag. GitHub jobs are also
 claimed, so one job gets one session however many ``queued`` deliveries come.
 
-A GitHub job not yet served sits in the table's sparse index ``due`` (the
+A GitHub job not yet running sits in the table's sparse index ``due`` (the
 queue it is ``awaiting`` and the epoch second ``due_at`` it may next be tried): claimed and
 being made (due when its lease lapses: a crash mid-create is retried),
-pending after a failed create, waiting for its failure to be reported on
-GitHub, or waiting for its interrupted run to be re-run. The reconcile pass
-reads that index with a query, never the whole table; a served or ended job
-leaves it.
+pending after a failed create, served but not started (due when its session
+expires: a session gone before its job started leaves the job pending
+again), waiting for its failure to be reported on GitHub, or waiting for its
+interrupted run to be re-run. The reconcile pass reads that index with a
+query, never the whole table; a started or ended job leaves it.
+
+A job waiting for a deployment's reviewer is remembered as ``waiting`` (for
+30 days, as long as GitHub lets it wait) and gets no session; its approved
+``queued`` takes it, and its clock (``clock_from``: the check run after 15
+minutes, the retries, the giving up after a day) starts at the approval.
+
+The states: ``waiting`` → ``creating`` → ``created`` → ``running`` →
+``over``, with ``pending`` (a create failed, or the session went before the
+job started) back to ``creating``, ``unmatched`` (no profile) and
+``dropped`` (a day without a session, or no longer allowed).
 """
 
 from __future__ import annotations
@@ -23,20 +34,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from botocore.exceptions import ClientError
 from errors import JobBusy, JobOver
 
 # GitHub redelivers for three days; a day more covers clocks and operators.
 REMEMBER = timedelta(days=4)
+WAIT_FOR_APPROVAL = timedelta(days=30)  # GitHub lets a job wait 30 days for an environment's reviewer
 # Longer than the launcher's Lambda timeout (60 s): a claim older than this has no creator left.
 CLAIM_LEASE = timedelta(minutes=2)
 INDEX = "due"
-PENDING, REPORT, RERUN = "pending", "report", "rerun"  # the index's queues
+# The index's queues: jobs to make a session for, failures to tell, runs to re-run, sessions made but not started.
+PENDING, REPORT, RERUN, SERVED = "pending", "report", "rerun", "served"
+WATERMARK = {"id": {"S": "pass#deliveries"}}  # where the last whole listing of the App's deliveries began
 EVERY_PASS_FOR = timedelta(hours=1)  # a pending job is tried on every pass for its first hour,
 SLOWER_RETRY = timedelta(minutes=15)  # then at most every 15 minutes,
 GIVE_UP_AFTER = timedelta(hours=24)  # until it is a day old (GitHub cancels it then)
+REPORT_TRIES = 5  # a check run GitHub keeps failing is tried this many times, one a pass
 
 
 @contextmanager
@@ -51,6 +66,13 @@ def _unless_beaten() -> Iterator[None]:
 
 def _conditional(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+def clock_of(item: dict) -> datetime | None:
+    """When a job's clock started, if not at its ``created_at``: the approval of a job that waited for one."""
+    if "clock_from" not in item:
+        return None
+    return datetime.fromtimestamp(int(item["clock_from"]["N"]), UTC)
 
 
 class JobLedger:
@@ -75,7 +97,8 @@ class JobLedger:
         (a Lambda timeout runs no clean-up) is taken over once it has lapsed,
         so the job is not stuck for days; what the dead create made is tagged
         with the job, and the job's end releases it with the rest. A pending
-        job (a create failed) is taken at once. ``delivery`` is what a retry
+        job (a create failed) is taken at once, and so is a job that waited
+        for its approval (its clock starts now). ``delivery`` is what a retry
         needs of the ``queued`` delivery; while the job waits it is in the
         index, due when the lease lapses.
         """
@@ -97,9 +120,60 @@ class JobLedger:
             raise JobOver(f"{system} job {job} is over: no session is made for it")
         if state == "created":
             return json.loads(current["answer"]["S"])
+        if state == "waiting" and delivery is not None and self._approve(system, job, now, delivery):
+            return None
         if self.take(system, job, now):
             return None
         raise JobBusy(f"{system} job {job}'s session is being made right now: retry in a few seconds")
+
+    def wait(self, system: str, job: str, delivery: dict, now: datetime) -> None:
+        """The job waits for a deployment's reviewer: remembered, with no session, until its approved ``queued``.
+
+        A job the ledger already knows (served, over, or a waiting delivery
+        that comes late) is left as it is.
+        """
+        with _unless_beaten():
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    **self._key(system, job),
+                    "state": {"S": "waiting"},
+                    "delivery": {"S": json.dumps(delivery)},
+                    "expiration": {"N": str(int((now + WAIT_FOR_APPROVAL).timestamp()))},
+                },
+                ConditionExpression="attribute_not_exists(id)",
+            )
+
+    def is_waiting(self, system: str, job: str) -> bool:
+        return self._read(system, job).get("state", {}).get("S") == "waiting"
+
+    def _approve(self, system: str, job: str, now: datetime, delivery: dict) -> bool:
+        """The waiting job was approved: claimed now, its clock starting now (``False``: someone else took it)."""
+        lease = {"N": str(int((now + CLAIM_LEASE).timestamp()))}
+        with _unless_beaten():
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(system, job),
+                UpdateExpression="SET #state = :creating, lease = :lease, due_at = :lease, awaiting = :queue, "
+                "delivery = :delivery, clock_from = :now, expiration = :expiration",
+                ConditionExpression="#state = :waiting",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":creating": {"S": "creating"},
+                    ":waiting": {"S": "waiting"},
+                    ":lease": lease,
+                    ":queue": {"S": PENDING},
+                    ":delivery": {"S": json.dumps(delivery)},
+                    ":now": {"N": str(int(now.timestamp()))},
+                    ":expiration": self._expiration(now),
+                },
+            )
+            return True
+        return False
+
+    def clock_from(self, system: str, job: str) -> datetime | None:
+        """When the job's clock started, if not at its ``created_at``: its approval."""
+        return clock_of(self._read(system, job))
 
     def take(self, system: str, job: str, now: datetime) -> bool:
         """Take a pending (or unmatched) job, or one whose claim has lapsed, to create its session now.
@@ -126,33 +200,45 @@ class JobLedger:
             return True
         return False
 
-    def settle(self, system: str, job: str, answer: dict) -> None:
-        """Record the claimed job's session; ``JobOver`` if the job ended meanwhile (release what was made)."""
+    def settle(self, system: str, job: str, answer: dict, expires: datetime | None = None) -> None:
+        """Record the claimed job's session; ``JobOver`` if the job ended meanwhile (release what was made).
+
+        Until the job starts it waits in the index for the session's
+        ``expires``: a job still queued then has lost its session to the
+        collector and is pending again (``gone``).
+        """
+        served = ""
+        values = {
+            ":created": {"S": "created"},
+            ":creating": {"S": "creating"},
+            ":answer": {"S": json.dumps(answer)},
+        }
+        if expires is not None:
+            served = ", awaiting = :served, due_at = :expires"
+            values |= {":served": {"S": SERVED}, ":expires": {"N": str(int(expires.timestamp()))}}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
-                UpdateExpression="SET #state = :created, answer = :answer REMOVE awaiting, due_at, reason",
+                UpdateExpression=f"SET #state = :created, answer = :answer{served} REMOVE reason"
+                + ("" if served else ", awaiting, due_at"),
                 ConditionExpression="#state = :creating",
                 ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={
-                    ":created": {"S": "created"},
-                    ":creating": {"S": "creating"},
-                    ":answer": {"S": json.dumps(answer)},
-                },
+                ExpressionAttributeValues=values,
             )
         except ClientError as error:
             if _conditional(error):
-                raise JobOver(f"{system} job {job} ended while its session was being made") from None
+                raise JobOver(f"{system} job {job} ended while its session was made") from None
             raise
 
-    def pend(self, system: str, job: str, reason: str, now: datetime, created: datetime | None) -> None:
+    def pend(self, system: str, job: str, reason: str, now: datetime, since: datetime | None) -> None:
         """A claimed create failed: the job waits in the index for the next pass (or a redelivery).
 
-        Tried on every pass while the job is under an hour old, then at most
-        every 15 minutes; a job that ended meanwhile stays over.
+        Tried on every pass while the job is under an hour old (``since``: its
+        ``created_at``, or its approval), then at most every 15 minutes; a job
+        that ended meanwhile stays over.
         """
-        age = now - created if created is not None else timedelta(0)
+        age = now - since if since is not None else timedelta(0)
         due = now if age < EVERY_PASS_FOR else now + SLOWER_RETRY
         with _unless_beaten():
             self._db.update_item(
@@ -226,6 +312,20 @@ class JobLedger:
             **({"ExpressionAttributeNames": names, "ExpressionAttributeValues": values} if names else {}),
         )
 
+    def report_failed(self, item: dict, *, final: bool) -> None:
+        """The check run could not be made: tried again on a later pass, unless GitHub refused it for good
+        (``final``) or it failed five times; then the job's failure stays marked as told (it never will be)."""
+        update = self._db.update_item(
+            TableName=self._table,
+            Key={"id": item["id"]},
+            UpdateExpression="ADD report_failures :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        failures = int(update["Attributes"]["report_failures"]["N"])
+        if not final and failures < REPORT_TRIES:
+            self.unreport(item)
+
     def report_once(self, item: dict) -> bool:
         """Mark the job's failure reported; ``False`` when it already was (one check run per job)."""
         with _unless_beaten():
@@ -242,6 +342,23 @@ class JobLedger:
     def unreport(self, item: dict) -> None:
         """The check run could not be made: the job's failure is still to be reported."""
         self._db.update_item(TableName=self._table, Key={"id": item["id"]}, UpdateExpression="REMOVE reported")
+
+    def listed_since(self) -> datetime | None:
+        """Where the last whole listing of the App's deliveries began (``None``: never listed)."""
+        item = self._db.get_item(TableName=self._table, Key=WATERMARK, ConsistentRead=True).get("Item", {})
+        return datetime.fromtimestamp(int(item["at"]["N"]), UTC) if "at" in item else None
+
+    def listed(self, began: datetime, now: datetime) -> None:
+        """A listing that began at ``began`` went to its end: the next one need not look further back."""
+        stamp = {"N": str(int(began.timestamp()))}
+        with _unless_beaten():
+            self._db.put_item(
+                TableName=self._table,
+                Item={**WATERMARK, "at": stamp, "expiration": self._expiration(now)},
+                ConditionExpression="attribute_not_exists(id) OR #at < :at",
+                ExpressionAttributeNames={"#at": "at"},
+                ExpressionAttributeValues={":at": stamp},
+            )
 
     def remember_once(self, key: str, now: datetime) -> bool:
         """Record a one-off action (a redelivery of a ``guid``); ``False`` when it was done before."""
@@ -266,8 +383,9 @@ class JobLedger:
                 ExpressionAttributeValues={":running": {"S": "running"}, ":over": {"S": "over"}},
             )
 
-    def rebind(self, system: str, job: str, now: datetime) -> bool:
-        """Job A's session was taken by another job: A is pending again, at once (unless it is over)."""
+    def rebind(self, system: str, job: str, now: datetime, reason: str = "runner_taken") -> bool:
+        """Job A lost its session before it started (another job took its runner, the session was released,
+        taken back by spot, or expired): A is pending again, at once (unless it started or is over)."""
         with _unless_beaten():
             self._db.update_item(
                 TableName=self._table,
@@ -282,7 +400,7 @@ class JobLedger:
                     ":created": {"S": "created"},
                     ":queue": {"S": PENDING},
                     ":due": {"N": str(int(now.timestamp()))},
-                    ":reason": {"S": "runner_taken"},
+                    ":reason": {"S": reason},
                 },
             )
             return True
@@ -293,28 +411,39 @@ class JobLedger:
 
         A job whose session was interrupted and that ended failed (``rerun``:
         its repository and run) waits in the index for its run to complete,
-        to be re-run once.
+        to be re-run once: the marker ``rerun`` is written only if absent, so
+        however many ``completed`` deliveries come, one re-run is queued.
         """
-        names = {"#state": "state"}
-        values = {":over": {"S": "over"}, ":expiration": self._expiration(now)}
-        update = "SET #state = :over, expiration = :expiration REMOVE answer, awaiting, due_at"
-        if rerun is not None:
-            values |= {
-                ":run": {"S": json.dumps(rerun)},
-                ":queue": {"S": RERUN},
-                ":due": {"N": str(int(now.timestamp()))},
-            }
-            update = (
-                "SET #state = :over, expiration = :expiration, run = :run, awaiting = :queue, due_at = :due "
-                "REMOVE answer"
+        over = {
+            "TableName": self._table,
+            "Key": self._key(system, job),
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":over": {"S": "over"}, ":expiration": self._expiration(now)},
+        }
+        try:  # out of every queue, unless a re-run is queued already (then it stays in that one)
+            self._db.update_item(
+                **over,
+                UpdateExpression="SET #state = :over, expiration = :expiration REMOVE answer, awaiting, due_at",
+                ConditionExpression="attribute_not_exists(run)",
             )
-        self._db.update_item(
-            TableName=self._table,
-            Key=self._key(system, job),
-            UpdateExpression=update,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        except ClientError as error:
+            if not _conditional(error):
+                raise
+            self._db.update_item(**over, UpdateExpression="SET #state = :over, expiration = :expiration REMOVE answer")
+        if rerun is None:
+            return
+        with _unless_beaten():
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(system, job),
+                UpdateExpression="SET run = :run, awaiting = :queue, due_at = :due",
+                ConditionExpression="attribute_not_exists(run)",
+                ExpressionAttributeValues={
+                    ":run": {"S": json.dumps(rerun)},
+                    ":queue": {"S": RERUN},
+                    ":due": {"N": str(int(now.timestamp()))},
+                },
+            )
 
     def mark_interrupted(self, system: str, job: str, now: datetime) -> None:
         """The job's session was taken back (spot): its run is re-run once it completes failed.

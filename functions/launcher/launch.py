@@ -11,7 +11,7 @@ the collector runs, and the layer's one rule for what a session keeps.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import fleet
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from errors import NO_PROFILE, DomainError, LaunchFailed, SessionKept, SessionNotFound
+from errors import NO_PROFILE, DomainError, LaunchFailed, OutOfTime, SessionKept, SessionNotFound
 from fleet import Started
 from session_naming import INSTANCE_TAG, PROFILE_TAG, SESSION_TAG, SessionName, session_tags, tag_specifications
 from session_naming.profiles import Profile
@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 
 SSH = 22
 PRIVATE_KEY = "private-key"
+TimeLeft = Callable[[], float]  # seconds left in the invocation that makes the session
+ROLLBACK_SECONDS = 5.0  # kept in hand for a rollback: deleting what was made takes a few calls
+# What each step may take, at most as the launcher has seen it; a step starts only with that and a rollback left.
+STEP_SECONDS = {"register": 4.0, "key pair and group": 3.0, "instance": 10.0, "secrets": 2.0}
 logger = Logger()
 
 
@@ -79,6 +83,7 @@ def create_session(
     name: SessionName | None = None,
     breaker_open: Callable[[str], bool] = lambda profile: False,
     register: Callable[[], Extras] | None = None,
+    time_left: TimeLeft | None = None,
 ) -> dict[str, Any]:
     """Make a session's resources, or none of them: its key pair and group, its instance, its secrets.
 
@@ -88,15 +93,24 @@ def create_session(
     profile's spot launches are to skip spot for now. ``register`` (a GitHub
     job's JIT runner) runs once the slots are held and answers the extras
     every resource after it carries; the caller undoes it if the create fails.
+    ``time_left`` (the reconcile pass's) stops the create, rolled back,
+    before a step that might not finish with a rollback in hand (``OutOfTime``).
     """
     made = Made(clients, settings.region, name or SessionName.make(base, lifetime, now), extras, profile)
+    step = in_time(time_left)
     try:
         if register is not None:  # the caps first: a refused create registers nothing
+            step("register")
             hold_slots(made, settings, slots, now)
             made.extras = register()
             slots = None
+        step("key pair and group")
         key, group = make_key_pair_and_group(made, settings, slots, now, public_key, ingress_cidrs)
-        instance = start_instance(made, settings, group["id"], breaker_open) if profile is not None else None
+        instance = None
+        if profile is not None:
+            step("instance")
+            instance = start_instance(made, settings, group["id"], breaker_open)
+        step("secrets")
         store_secrets(made, instance)
     except Exception as error:
         raise roll_back(made, made.slot_pool, error) from error
@@ -108,6 +122,16 @@ def create_session(
         "instances": [instance.answer()] if instance is not None else [],
         "private_key_parameter": key["parameter"],
     }
+
+
+def in_time(time_left: TimeLeft | None) -> Callable[[str], None]:
+    """A check before each step: ``OutOfTime`` when the step and a rollback may not fit in what is left."""
+
+    def step(name: str) -> None:
+        if time_left is not None and time_left() < STEP_SECONDS[name] + ROLLBACK_SECONDS:
+            raise OutOfTime(f"{time_left():.0f} s left: not enough for the {name} step and a rollback")
+
+    return step
 
 
 @dataclass
@@ -122,6 +146,7 @@ class Made:
     found: list[Found] = field(default_factory=list)
     slots: list[str | None] = field(default_factory=list)  # pools held: None (the base's) or a profile's name
     slot_pool: Slots | None = None  # where they are held
+    fleet_asked: bool = False  # an instance may exist even if no answer named it (a lost answer)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -170,34 +195,25 @@ def make_key_pair_and_group(
 
     The instance, the costly part, starts only once the slots are held.
     """
-    profile = made.profile
-    with ThreadPoolExecutor(max_workers=4) as pool:  # none waits for another
-        holds: list[Future[None]] = []
-        if slots is not None:
-            holds.append(pool.submit(take_slot, made, slots, None, settings.max_live_sessions, now))
-            if profile is not None and profile.max_live is not None:
-                holds.append(pool.submit(take_slot, made, slots, profile.name, profile.max_live, now))
+    with ThreadPoolExecutor(max_workers=3) as pool:  # none waits for another
+        hold = pool.submit(hold_slots, made, settings, slots, now)
         key = pool.submit(key_pair, made, public_key)
         group = pool.submit(security_group, made, settings.vpc_id, ingress_cidrs)
-    waits: list[Future[Any]] = [*holds, key, group]
-    for future in waits:
+    for future in (hold, key, group):
         future.result()  # TooManySessions from a slot: rolled back by the caller, no instance started
     return key.result(), group.result()
 
 
 def hold_slots(made: Made, settings: LauncherSettings, slots: Slots | None, now: datetime) -> None:
-    """The base's slot and the profile's, one after the other (before a registration that a refusal would waste)."""
+    """The base's slot and the profile's (when it has a cap), in one transaction: both or neither."""
     if slots is None:
         return
-    take_slot(made, slots, None, settings.max_live_sessions, now)
+    pools: list[tuple[str | None, int]] = [(None, settings.max_live_sessions)]
     if made.profile is not None and made.profile.max_live is not None:
-        take_slot(made, slots, made.profile.name, made.profile.max_live, now)
-
-
-def take_slot(made: Made, slots: Slots, profile: str | None, limit: int, now: datetime) -> None:
-    slots.take(made.name, limit, now, profile)
+        pools.append((made.profile.name, made.profile.max_live))
+    slots.hold(made.name, now, pools)
     made.slot_pool = slots
-    made.slots.append(profile)
+    made.slots.extend(profile for profile, _ in pools)
 
 
 def key_pair(made: Made, public_key: str | None) -> dict[str, Any]:
@@ -247,6 +263,7 @@ def start_instance(
     try:
         subnets = fleet.subnets_of(ec2, profile, settings.vpc_id, template)
         breaker = profile.market == "spot-first" and breaker_open(profile.name)
+        made.fleet_asked = True
         started = fleet.launch(ec2, template, profile, subnets, breaker)
     finally:
         try:
@@ -277,12 +294,22 @@ def store_secrets(made: Made, instance: Instance | None) -> None:
 
 
 def roll_back(made: Made, slots: Slots | None, error: Exception) -> Exception:
-    """Delete what a failed create made and free its slots; answer the error to raise."""
-    left = rollback(made.clients, made.region, made.found)
-    if slots is not None:
+    """Delete what a failed create made and free its slots; answer the error to raise.
+
+    A fleet whose answer was lost (a timeout, a dropped connection) may have
+    started an instance nobody was told of: any instance carrying the
+    session's tag is terminated with the rest, and the slots stay held while
+    one of them could not be (it runs, and costs, until the collector).
+    """
+    if made.fleet_asked and not any(f.kind == INSTANCES.name for f in made.found):
+        made.found += INSTANCES.listing(made.clients, made.region, [made.name])
+    report = delete_found(made.clients, made.region, made.found)
+    left = [item["id"] for item in report["left_to_collector"] + report["failed"]]
+    still_running = any(item["kind"] == INSTANCES.name for item in report["failed"])
+    if slots is not None and not still_running:
         for profile in made.slots:
             slots.give_back(made.name, profile)
-    if isinstance(error, DomainError):
+    if isinstance(error, DomainError | OutOfTime):
         return error
     code = error.code if isinstance(error, fleet.FleetRefused) else error_code(error)
     return LaunchFailed(code, left, made.name.base, made.profile.name if made.profile is not None else NO_PROFILE)
@@ -309,12 +336,6 @@ def delete_found(clients: Clients, region: str, found: list[Found]) -> dict[str,
             else:
                 report["deleted"].setdefault(kind.name, []).append(item.ident)
     return report
-
-
-def rollback(clients: Clients, region: str, made: list[Found]) -> list[str]:
-    """Delete what a failed create made; answer what is left for the collector."""
-    report = delete_found(clients, region, made)
-    return [item["id"] for item in report["left_to_collector"] + report["failed"]]
 
 
 def release_session(

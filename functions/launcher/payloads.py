@@ -82,13 +82,22 @@ class ReleaseRequest(BaseModel):
 
 
 class WorkflowJob(BaseModel):
+    """The fields the launcher reads, as GitHub's webhook schema has them (the body's 64 KiB bound them all).
+
+    ``labels`` are any strings; ``head_sha`` any commit id (SHA-1's 40 hex
+    digits or SHA-256's 64); ``runner_name``, ``created_at`` and
+    ``started_at`` may be null or absent: no runner (no session found by
+    name), the delivery's arrival, no queue latency.
+    """
+
     id: ID
-    labels: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list, max_length=100)
+    labels: list[str] = Field(default_factory=list)
+    status: str | None = Field(default=None, max_length=40)  # "waiting": held for a deployment's reviewer
     runner_name: str | None = Field(default=None, max_length=200)  # the runner that ran it (completed)
     created_at: AwareDatetime | None = None  # when the job was queued: an old queued is a replay
     started_at: AwareDatetime | None = None  # in_progress: when its runner took it
     run_id: ID | None = None
-    head_sha: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}$")
+    head_sha: str | None = Field(default=None, min_length=1, max_length=64)
     conclusion: str | None = Field(default=None, max_length=40)
 
 
@@ -122,6 +131,12 @@ class WorkflowJobDelivery(BaseModel):
 
     action: str = Field(max_length=40)
     workflow_job: WorkflowJob
+
+    @property
+    def waits_for_approval(self) -> bool:
+        """Held for an environment's reviewer: ``action: waiting``, or ``queued`` with ``status: waiting``."""
+        return self.action == "waiting" or (self.action == "queued" and self.workflow_job.status == "waiting")
+
     repository: Repository | None = None
     installation: Installation | None = None
 

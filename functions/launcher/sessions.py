@@ -88,7 +88,9 @@ def instance_profile(settings: LauncherSettings, asked: str | None) -> Profile:
         if asked not in profiles:
             raise BadRequest(f"profile: not one of this stack's profiles ({', '.join(sorted(profiles)) or 'none'})")
         return profiles[asked]
-    alone = frozenset({settings.github_label.lower()})
+    from session_naming.profiles import fold
+
+    alone = frozenset({fold(settings.github_label)})
     for profile in profiles.values():
         if profile.labels == alone:
             return profile
@@ -139,7 +141,7 @@ def release(settings: LauncherSettings, path_name: str, body: bytes) -> dict:
         raise SessionNotFound("that is not a session of this stack")
     job = sessions_job(settings, name)
     answer = release_session(clients.client, settings, name, slots_of(settings))
-    if job is not None and ledger_of(settings).rebind("github", job, datetime.now(UTC)):
+    if job is not None and ledger_of(settings).rebind("github", job, datetime.now(UTC), "released"):
         answer["note_job"] = "its GitHub job had not started: it gets a session of its own on the next pass"
     return answer
 

@@ -1,13 +1,14 @@
 """An exact cap on live sessions per base, kept in the stack's DynamoDB table.
 
 Counting key pairs cannot be exact: two creates that count at once both see
-room for one more. Here each base has one item listing its live sessions and
-their expiries; a create adds itself with a conditional write on the item's
-version, so of two racers for the last slot exactly one wins and the other
-reads again. Expired entries are dropped on every write (the collector
-removes their resources; no clean-up call is needed), and a release gives
-its slot back. A launcher that dies mid-create holds its slot until the
-session's expiry, as its tagged resources do.
+room for one more. Here each base (and each capped profile) has one item
+listing its live sessions and their expiries; a create adds itself to every
+pool it needs in one transaction conditioned on each item's version, so of
+two racers for the last slot exactly one wins and the other reads again.
+Expired entries are dropped on every write (the collector removes their
+resources; no clean-up call is needed), and a release gives its slot back.
+A launcher that dies mid-create holds its slot until the session's expiry,
+as its tagged resources do.
 """
 
 from __future__ import annotations
@@ -33,38 +34,59 @@ class Slots:
         return {"id": {"S": f"slots#{pool}"}}
 
     def take(self, name: SessionName, limit: int, now: datetime, profile: str | None = None) -> None:
-        """Hold a slot for ``name`` in its base's pool (or its ``profile``'s), or raise ``TooManySessions``.
+        """Hold one slot for ``name`` in its base's pool (or its ``profile``'s): ``hold`` with one pool."""
+        self.hold(name, now, [(profile, limit)])
 
-        Exact under any concurrency. A profile's pool is ``profile#<name>``,
-        beside the base's: a session of a capped profile holds one of each.
+    def hold(self, name: SessionName, now: datetime, pools: list[tuple[str | None, int]]) -> None:
+        """Hold a slot for ``name`` in every pool of ``pools`` (``None``: its base's; else a profile's), or none.
+
+        One transaction writes every pool, each conditioned on the version it
+        read, so racers for the last slots settle exactly: a create never
+        holds its base's slot while it waits for its profile's (ten racers
+        for three slots make three sessions, not one). ``TooManySessions``
+        names the pool that is full.
         """
-        pool, what = (f"profile#{profile}", f"profile {profile}") if profile else (name.base, f"base {name.base}")
-        cap = "max_live" if profile else "MAX_LIVE_SESSIONS"
+        keys = [self._pool(name, profile) for profile, _ in pools]
         for _ in range(ATTEMPTS):
-            item = self._db.get_item(TableName=self._table, Key=self._key(pool), ConsistentRead=True).get("Item")
-            item = item or {}
-            version = int(item.get("version", {}).get("N", "0"))
-            live = {
-                session: expires
-                for session, expires in item.get("sessions", {}).get("M", {}).items()
-                if int(expires["N"]) > now.timestamp()
-            }
-            if len(live) >= limit:
-                raise TooManySessions(f"{what} has {limit} live sessions ({cap}): release one first")
-            live[str(name)] = {"N": str(int(name.expires.timestamp()))}
-            try:
-                self._db.put_item(
-                    TableName=self._table,
-                    Item={**self._key(pool), "sessions": {"M": live}, "version": {"N": str(version + 1)}},
-                    ConditionExpression="attribute_not_exists(id) OR version = :seen",
-                    ExpressionAttributeValues={":seen": {"N": str(version)}},
+            read = self._db.transact_get_items(
+                TransactItems=[{"Get": {"TableName": self._table, "Key": self._key(pool)}} for pool, _ in keys]
+            )["Responses"]
+            writes = []
+            for (pool, what), (profile, limit), answer in zip(keys, pools, read, strict=True):
+                item = answer.get("Item") or {}
+                version = int(item.get("version", {}).get("N", "0"))
+                live = {
+                    session: expires
+                    for session, expires in item.get("sessions", {}).get("M", {}).items()
+                    if int(expires["N"]) > now.timestamp()
+                }
+                if len(live) >= limit:
+                    cap = "max_live" if profile else "MAX_LIVE_SESSIONS"
+                    raise TooManySessions(f"{what} has {limit} live sessions ({cap}): release one first")
+                live[str(name)] = {"N": str(int(name.expires.timestamp()))}
+                writes.append(
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {**self._key(pool), "sessions": {"M": live}, "version": {"N": str(version + 1)}},
+                            "ConditionExpression": "attribute_not_exists(id) OR version = :seen",
+                            "ExpressionAttributeValues": {":seen": {"N": str(version)}},
+                        }
+                    }
                 )
+            try:
+                self._db.transact_write_items(TransactItems=writes)
                 return
             except ClientError as error:
-                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                if error.response["Error"]["Code"] not in ("TransactionCanceledException", "TransactionConflict"):
                     raise
             self._sleep(random.uniform(0.005, 0.05))  # noqa: S311 (jitter, not a secret)
-        raise TooManySessions(f"{what} is contended right now: retry in a few seconds")
+        raise TooManySessions(f"{' and '.join(what for _, what in keys)} contended right now: retry in a few seconds")
+
+    @staticmethod
+    def _pool(name: SessionName, profile: str | None) -> tuple[str, str]:
+        """A pool's key and how a refusal names it: the base's, or ``profile#<name>`` beside it."""
+        return (f"profile#{profile}", f"profile {profile}") if profile else (name.base, f"base {name.base}")
 
     def live(self, base: str, now: datetime) -> int:
         """How many live sessions hold a slot of ``base`` (the dashboard's live sessions)."""

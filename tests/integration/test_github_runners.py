@@ -280,11 +280,11 @@ def test_a_retry_after_429_with_the_same_delivery_id_is_served_afresh(launcher, 
 @pytest.mark.parametrize(
     "tamper",
     [
-        lambda p: p["workflow_job"].update(labels=["self-hosted", "ec2-session", ""]),
+        lambda p: p["workflow_job"].update(labels=["self-hosted", "ec2-session", 7]),
         lambda p: p["repository"].update(full_name="no-slash-here"),
         lambda p: p["repository"].update(full_name="a/b/c"),
     ],
-    ids=["empty-label", "no-slash", "two-slashes"],
+    ids=["label-not-a-string", "no-slash", "two-slashes"],
 )
 def test_a_malformed_delivery_is_400_and_makes_nothing(launcher, look, tamper):
     payload = json.loads(delivery("queued", "d-1")["body"])

@@ -7,64 +7,31 @@ description. Each test drives the pass with its own clock.
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import reconcile
-from session_naming import GITHUB_JOB_TAG, clients
+from session_naming import clients
+from session_naming.github import GitHubApp
 from session_naming.settings import load_launcher
 
-from tests.support.capacity import Capacity
 from tests.support.deliveries import github_event, workflow_job
 from tests.support.function_url import release_event
 from tests.support.handlers import LambdaContext, load_event
+from tests.support.jobs import ROOT, finished, no_capacity, queued, run_pass, sessions_of, with_app
 from tests.support.metrics import total
 from tests.support.seed import inventory
 from tests.support.stack import REGION, make_launch_template
 
-ROOT = "repos/codertocat/hello-world"
 SHA = "3484a3fb816e0859fd6e1cea078d76385ff50625"
 
 
 @pytest.fixture
 def launcher(launcher, look, github_fake):
     """A launcher with the fake GitHub's App, one spot-first profile, and EC2 capacity a test can take away."""
-    github_fake.install("Codertocat")
-    launcher.env("GITHUB_APP_SECRET_ARN", github_fake.app_secret(look("secretsmanager", REGION)))
-    launcher.env("GITHUB_API_URL", github_fake.url)
-    template = make_launch_template(look)
-    launcher.env(
-        "PROFILES",
-        json.dumps({"small": {"labels": ["ec2-session"], "launch_template_id": template, "market": "spot-first"}}),
-    )
-    launcher.github = github_fake
-    launcher.capacity = Capacity().attach(clients.client("ec2", REGION))
-    return launcher
-
-
-def queued(job, *, created_at=None, delivery=None, labels=("self-hosted", "ec2-session"), **fields):
-    payload = workflow_job("queued", job, labels=labels, created_at=created_at, **fields)
-    return github_event(payload, delivery or f"q-{job}")
-
-
-def finished(job, conclusion="success", **fields):
-    payload = workflow_job("completed", job, labels=["self-hosted", "ec2-session"], conclusion=conclusion, **fields)
-    return github_event(payload, f"c-{job}")
-
-
-def run_pass(now=None, time_left=lambda: 25.0):
-    return reconcile.reconcile(load_launcher(), now or datetime.now(UTC), time_left)
-
-
-def no_capacity(launcher):
-    launcher.capacity.exhaust("spot")
-    launcher.capacity.exhaust("on-demand")
-
-
-def sessions_of(look, job):
-    tagged = look("ec2", REGION).describe_key_pairs(Filters=[{"Name": f"tag:{GITHUB_JOB_TAG}", "Values": [str(job)]}])
-    return {k["KeyName"] for k in tagged["KeyPairs"]}
+    return with_app(launcher, look, github_fake)
 
 
 def test_a_job_whose_create_failed_gets_exactly_one_session_once_capacity_returns(launcher, look):
@@ -310,13 +277,36 @@ def test_an_interruption_releases_a_session_whose_runner_is_busy_with_its_job(la
 
 def test_a_check_run_github_failed_to_make_is_made_on_a_later_pass_and_still_once(launcher):
     assert launcher(queued(21, labels=("self-hosted", "ec2-session", "gpu")))[0] == 202
-    launcher.github.fail(times=1, status=403, route="create-check-run")
+    launcher.github.fail(times=3, status=502, route="create-check-run")  # the client's two retries fail too
 
-    refused = run_pass()
+    failed = run_pass()
     later = [run_pass(datetime.now(UTC) + timedelta(minutes=m)) for m in (6, 12)]
 
-    assert refused["failed_visibly"] == 0 and [p["failed_visibly"] for p in later] == [1, 0]
+    assert failed["failed_visibly"] == 0 and [p["failed_visibly"] for p in later] == [1, 0]
     assert len(launcher.github.check_runs[ROOT]) == 1
+
+
+@pytest.mark.parametrize("status", [403, 404, 422])
+def test_a_check_run_github_refuses_for_good_is_not_asked_again(launcher, status):
+    assert launcher(queued(24, labels=("self-hosted", "ec2-session", "gpu")))[0] == 202
+    launcher.github.fail(times=1, status=status, route="create-check-run")
+
+    passes = [run_pass(datetime.now(UTC) + timedelta(minutes=m)) for m in (0, 6, 12)]
+
+    assert [p["failed_visibly"] for p in passes] == [0, 0, 0]
+    assert launcher.github.check_runs.get(ROOT, []) == []
+    assert len(launcher.github.calls_to("create-check-run")) == 1  # one ask, refused: never again
+
+
+def test_a_check_run_github_keeps_failing_is_asked_five_times_at_most(launcher):
+    no_capacity(launcher)
+    launcher(queued(25))
+    launcher.github.fail(times=100, status=502, route="create-check-run")
+
+    passes = [run_pass(datetime.now(UTC) + timedelta(minutes=m)) for m in range(16, 60, 5)]
+
+    tries_per_ask = 1 + inspect.signature(GitHubApp).parameters["retries"].default  # the client retries a 5xx
+    assert len(passes) > 5 and len(launcher.github.calls_to("create-check-run")) == 5 * tries_per_ask
 
 
 def test_a_pending_job_no_profile_matches_any_more_is_told_so_and_gets_no_machine_less_session(launcher, look):

@@ -18,6 +18,7 @@ FIXTURES = {
     "in_progress": "workflow_job-in_progress.payload.json",
     "completed": "workflow_job-completed.success.with-organization.payload.json",
     "failure": "workflow_job-completed.failure.with-organization.payload.json",
+    "waiting": "workflow_job-waiting.payload.json",  # held for an environment's reviewer
 }
 
 

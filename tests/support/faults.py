@@ -33,10 +33,12 @@ class Faults:
         when: Callable[[dict], bool] = lambda params: True,
         status: int = 400,
     ) -> None:
-        """Answer ``operation`` with ``fault`` (an AWS error code, ``reset`` or ``timeout``).
+        """Answer ``operation`` with ``fault`` (an AWS error code, ``reset``, ``timeout`` or ``lost``).
 
         ``times`` bounds how often (``None``: always); ``when`` picks requests
-        by their parameters, e.g. one resource's id.
+        by their parameters, e.g. one resource's id. ``lost`` lets the call
+        through (AWS does what it asks) and loses its answer: the caller sees
+        a read timeout after botocore's own retries.
         """
         left = [times]
         service = client.meta.service_model.service_id.hyphenize()
@@ -56,6 +58,18 @@ class Faults:
                 raise ReadTimeoutError(endpoint_url=request.url)
             return error_response(client, fault, status=status)
 
+        def lose(http_response, **_):
+            with self._lock:
+                if left[0] is not None:
+                    if left[0] <= 0:
+                        return
+                    left[0] -= 1
+                self.injected[fault] += 1
+            raise ReadTimeoutError(endpoint_url=getattr(http_response, "url", "") or "")
+
+        if fault == "lost":
+            client.meta.events.register(f"after-call.{service}.{operation}", lose)
+            return
         client.meta.events.register(f"before-send.{service}.{operation}", answer)
 
     @property

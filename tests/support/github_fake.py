@@ -110,7 +110,7 @@ DEFAULT_PERMISSIONS = {
 }
 DELIVERY_DAYS = 3  # GitHub keeps, lists and redelivers a webhook's deliveries for three days
 OPENAPI = Path(__file__).resolve().parents[1] / "events" / "github" / "api" / "reconcile-operations.openapi.json"
-_SHA = re.compile(r"[0-9a-f]{40}", re.ASCII)
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}", re.ASCII)  # SHA-1 or SHA-256 repositories
 
 
 @cache

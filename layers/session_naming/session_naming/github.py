@@ -71,7 +71,7 @@ _RUNNER_NAME = re.compile(
     re.ASCII,
 )
 _NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
-_HEAD_SHA = re.compile(r"[0-9a-fA-F]{40}", re.ASCII)
+_HEAD_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}", re.ASCII)  # SHA-1 or SHA-256 repositories
 _CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -237,6 +237,59 @@ def parse_registration_path(path: object) -> tuple[str, str, str | None] | None:
     return "repo", match["owner"], match["repo"]
 
 
+@dataclass(frozen=True)
+class Scope:
+    """One delivery's place on GitHub, built once: its repository, where its runners live, its installation.
+
+    ``kind`` is the stack's ``GITHUB_RUNNER_SCOPE``: runners are registered
+    in the repository (``repo``) or its owner organisation (``org``).
+    ``installation`` is the delivery's own, or ``None`` for a repository or
+    organisation webhook (then ``installation_id`` asks GitHub once per
+    container). A registration path is this delivery's only when it lies in
+    ``root``, in any letter case, as GitHub compares names: a runner name
+    alone proves nothing.
+    """
+
+    kind: str
+    owner: str
+    repo: str
+    installation: int | None = None
+
+    @classmethod
+    def of_registration(cls, path: object) -> Scope | None:
+        """The scope a registration path lies in (for a release with no delivery), or ``None``."""
+        where = parse_registration_path(path)
+        return None if where is None else cls(where[0], where[1], where[2] or "")
+
+    @property
+    def root(self) -> str:
+        """``repos/{owner}/{repo}`` or ``orgs/{owner}``: where this delivery's runners are registered."""
+        return scope_root(self.kind, self.owner, self.repo if self.kind == "repo" else None)
+
+    def holds(self, path: object) -> bool:
+        """Does the registration ``path`` lie in this scope's repository or organisation (any letter case)?"""
+        where = parse_registration_path(path)
+        if where is None or where[0] != self.kind or where[1].lower() != self.owner.lower():
+            return False
+        return where[0] == "org" or (where[2] or "").lower() == self.repo.lower()
+
+    def installation_id(self, app: GitHubApp) -> int:
+        """The delivery's installation, or the App's installation on the scope (asked once per container)."""
+        if self.installation is not None:
+            return self.installation
+        return _installation_for(app, self.owner.lower(), self.repo.lower() if self.kind == "repo" else None)
+
+    def token(self, app: GitHubApp) -> str:
+        """An installation token for this scope (reused until five minutes before it expires)."""
+        return app.installation_token(self.installation_id(app))
+
+
+@cache
+def _installation_for(app: GitHubApp, owner: str, repo: str | None) -> int:
+    """An App's installation on an account does not move: asked once per container."""
+    return app.installation_for(owner, repo)
+
+
 def runner_name(session: SessionName) -> str:
     """``<first 30 characters of the base>-<expires>-<token>``: at most 64 characters.
 
@@ -347,6 +400,7 @@ def reset() -> None:
     """Forget the container's App and its installation tokens (tests: a new container)."""
     _app_of.cache_clear()
     _provider.cache_clear()
+    _installation_for.cache_clear()
 
 
 class GitHubApp:
@@ -601,7 +655,7 @@ class GitHubApp:
         """
         root = scope_root("repo", owner, repo)
         if not isinstance(head_sha, str) or not _HEAD_SHA.fullmatch(head_sha):
-            raise ValueError("head_sha must be a commit's 40 hexadecimal characters")
+            raise ValueError("head_sha must be a commit's 40 or 64 hexadecimal characters")
         if not isinstance(title, str) or not title.strip():
             raise ValueError("the check run's title must be a non-empty string")
         if not isinstance(summary, str) or len(summary) > MAX_CHECK_TEXT:

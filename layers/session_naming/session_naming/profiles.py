@@ -33,6 +33,15 @@ from typing import Any
 MARKETS = ("on-demand", "spot", "spot-first")
 # GitHub's default labels of self-hosted runners: a job may ask for them beside ours.
 DEFAULT_LABELS = frozenset({"self-hosted", "linux", "windows", "macos", "x64", "arm64", "arm"})
+# GitHub folds label case in ASCII only: str.lower would make the Kelvin sign (U+212A) a "k".
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(label: str) -> str:
+    """A label in the case GitHub compares it in: ASCII letters lowered, every other character as it is."""
+    return label.translate(_ASCII_LOWER)
+
+
 FIELDS = frozenset(
     {
         "labels",
@@ -61,7 +70,7 @@ class ProfileError(ValueError):
 @dataclass(frozen=True)
 class Profile:
     name: str
-    labels: frozenset[str]  # lower case
+    labels: frozenset[str]  # folded (ASCII lower case)
     launch_template_id: str
     launch_template_version: str = "$Default"
     instance_types: tuple[str, ...] = ()  # empty: the template's type
@@ -76,13 +85,18 @@ class Profile:
         asked = [label for label in job_labels if isinstance(label, str)]
         if self.legacy:
             return list(dict.fromkeys(asked))
-        defaults = [label for label in asked if label.lower() in DEFAULT_LABELS - {"self-hosted"}]
+        defaults = [label for label in asked if fold(label) in DEFAULT_LABELS - {"self-hosted"}]
         return list(dict.fromkeys(["self-hosted", *sorted(self.labels), *defaults]))
 
 
 def own_labels(job_labels: Iterable[str]) -> frozenset[str]:
-    """A job's labels that pick a profile: lower case, less ``self-hosted`` and GitHub's OS/architecture labels."""
-    return frozenset(label.lower() for label in job_labels if label.lower() not in DEFAULT_LABELS)
+    """A job's labels that pick a profile: folded, less ``self-hosted`` and GitHub's OS/architecture labels."""
+    return frozenset(fold(label) for label in job_labels if fold(label) not in DEFAULT_LABELS)
+
+
+def has_label(job_labels: Iterable[str], label: str) -> bool:
+    """Does the job ask for ``label``, in GitHub's (ASCII) case folding?"""
+    return fold(label) in {fold(asked) for asked in job_labels}
 
 
 def match(profiles: Mapping[str, Profile], job_labels: Iterable[str], github_label: str) -> Profile | None:
@@ -91,7 +105,7 @@ def match(profiles: Mapping[str, Profile], job_labels: Iterable[str], github_lab
     wanted = own_labels(labels)
     for profile in profiles.values():
         if profile.legacy:
-            return profile if github_label.lower() in {label.lower() for label in labels} else None
+            return profile if has_label(labels, github_label) else None
         if profile.labels == wanted:
             return profile
     return None
@@ -101,7 +115,7 @@ def legacy_profiles(launch_template_id: str | None, github_label: str) -> dict[s
     """Without ``PROFILES``: ``default`` holds ``LAUNCH_TEMPLATE_ID`` (none: sessions have no instance)."""
     if not launch_template_id:
         return {}
-    return {LEGACY: Profile(LEGACY, frozenset({github_label.lower()}), launch_template_id, legacy=True)}
+    return {LEGACY: Profile(LEGACY, frozenset({fold(github_label)}), launch_template_id, legacy=True)}
 
 
 def parse_profiles(text: str, github_label: str, max_lifetime: timedelta) -> dict[str, Profile]:
@@ -146,8 +160,8 @@ def _profile(
             f"{where}: unknown field(s) {', '.join(plain) or '(not shown)'}; accepted: {', '.join(sorted(FIELDS))}"
         )
     labels = _strings(spec.get("labels"), where, "labels", _LABEL, 1, 10, problems, required=True)
-    lowered = frozenset(label.lower() for label in labels)
-    if labels and github_label.lower() not in lowered:
+    lowered = frozenset(fold(label) for label in labels)
+    if labels and fold(github_label) not in lowered:
         problems.append(f"{where}: labels: must include GITHUB_LABEL ({github_label})")
     if lowered & DEFAULT_LABELS:
         problems.append(
