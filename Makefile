@@ -48,7 +48,7 @@ define locked_venv
 	touch $(1)/.installed
 endef
 
-.PHONY: help install lock demo local test suite lint typecheck template-check build invoke sign deploy delete soak bench clean
+.PHONY: help install packer lock demo local test suite lint typecheck template-check build invoke sign deploy delete soak bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -67,7 +67,13 @@ $(SCAN_VENV)/.installed: requirements-scan.lock
 $(LOCK_VENV)/.installed: requirements-uv.lock
 	$(call locked_venv,$(LOCK_VENV),requirements-uv.lock)
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## Create the three virtual environments from their locks; .venv/bin/ec2-sessions
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed packer ## Create the three virtual environments from their locks; .venv/bin/ec2-sessions; packer
+
+# The image recipe's test runs `packer validate` (tests/tools/test_image.py). Debian's package is the
+# packer a package registry serves here (1.6: the test gives it what it can read); any packer on PATH does.
+packer: ## Install packer with apt-get (Debian's package) unless one is on PATH
+	@command -v packer >/dev/null || { command -v apt-get >/dev/null || { echo "install packer: tests/tools/test_image.py runs it" >&2; exit 1; }; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends packer; }
 
 lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: newest versions); see the table above
 	@# The layer's lock first: the test environment's is constrained to it.
@@ -87,14 +93,13 @@ test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typec
 	@# The suite starts once its environment is ready, while the others install and the template is checked.
 	$(MAKE) --no-print-directory -j3 --output-sync=target suite lint typecheck template-check
 
-suite: $(VENV)/.installed ## pytest alone: unit, integration, template (IAM database), reliability, tools
+suite: $(VENV)/.installed packer ## pytest alone: unit, integration, template (IAM database), reliability, tools
 	$(PY) -m pytest
 
-lint: $(VENV)/.installed ## ruff check and format check; shellcheck on the POSIX sh scripts where it is installed
+lint: $(VENV)/.installed ## ruff check and format check; shellcheck on the POSIX sh scripts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	@if command -v shellcheck >/dev/null; then shellcheck -s sh clients/ec2-session image/provision.sh; \
-	else echo "shellcheck is not installed: clients/ec2-session and image/provision.sh not linted" >&2; fi
+	$(VENV)/bin/shellcheck -s sh clients/ec2-session image/provision.sh image/warm-up
 
 typecheck: $(VENV)/.installed ## mypy: the layer strictly, each function (own run: both have app.py) normally
 	$(VENV)/bin/mypy layers/session_naming/session_naming
