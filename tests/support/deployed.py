@@ -238,14 +238,32 @@ def permission_statement(sid: str, permission: Mapping[str, Any], function_arn: 
 _stacks: dict[str, Stack] = {}
 
 
-def deployed(parameters: Mapping[str, str] | None = None, pseudo: Mapping[str, str] | None = None) -> Stack:
-    """The stack for these parameters (the template's defaults for the rest), made once per session."""
+def deployed(
+    parameters: Mapping[str, str] | None = None,
+    pseudo: Mapping[str, str] | None = None,
+    transformed_for: Mapping[str, str] | None = None,
+) -> Stack:
+    """The stack for these parameters (the template's defaults for the rest), made once per session.
+
+    ``transformed_for`` resolves the transform made for other parameters:
+    SAM passes every parameter of this template through untouched (its
+    output is the same for every sample: test_deployed.py), so the recorder,
+    which meets many sets of bases, pays for one translator run, not one each.
+    """
     parameters, pseudo = dict(parameters or {}), dict(pseudo or {})
-    key = _key({**parameters, **{f"pseudo:{k}": v for k, v in pseudo.items()}})
-    if key not in _stacks:
-        [transformed] = transform(parameters)
-        _stacks[key] = Stack(transformed, parameters, pseudo)
-    return _stacks[key]
+    source = dict(parameters if transformed_for is None else transformed_for)
+    key = _key(
+        {**parameters, **{f"pseudo:{k}": v for k, v in pseudo.items()}, **{f"sam:{k}": v for k, v in source.items()}}
+    )
+    with _lock:
+        found = _stacks.get(key)
+    if found is None:
+        [transformed] = transform(source)
+        found = Stack(transformed, parameters, pseudo)
+        found.resources  # noqa: B018 (worked out once, here, not by the threads that read it)
+        with _lock:
+            found = _stacks.setdefault(key, found)
+    return found
 
 
 def prepare(parameter_sets: Iterable[Mapping[str, str]]) -> None:

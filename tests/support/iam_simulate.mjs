@@ -15,7 +15,9 @@ const defined = new Map()
 
 async function decide(message) {
   const { request } = message
-  const resourceAccount = (ACCOUNT_OF_ARN.exec(request.resource) || [])[1] || request.account
+  // Resources without an account in their ARN ("*", images, snapshots) are the caller's account's.
+  const resourceAccount =
+    (ACCOUNT_OF_ARN.exec(request.resource) || [])[1] || (ACCOUNT_OF_ARN.exec(request.principal) || [])[1]
   const simulation = {
     identityPolicies: message.policies ? defined.get(message.policies) : [],
     serviceControlPolicies: [],

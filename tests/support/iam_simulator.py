@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,12 @@ class Decision:
 
 
 class Simulator:
-    """A node process running iam_simulate.mjs; ``decide`` is safe to call from several threads."""
+    """A node process running iam_simulate.mjs, fed without waiting: it decides on the other core while tests run.
+
+    ``submit`` writes the requests and answers futures at once; a reader
+    thread fills them in as node answers. An identical request (same policies,
+    action, resource and context keys) is decided once.
+    """
 
     def __init__(self) -> None:
         if MISSING:
@@ -76,16 +82,69 @@ class Simulator:
         )
         self._lock = threading.Lock()
         self._defined: set[str] = set()
+        self._keys: dict[int, tuple[Mapping[str, Any], str]] = {}  # id → (the documents, kept alive; their key)
+        self._pending: dict[int, Future[Decision]] = {}
+        self._known: dict[tuple[str, str, str], Future[Decision]] = {}
         self._next = 0
+        self._reader = threading.Thread(target=self._read, name="iam-simulator", daemon=True)
+        self._reader.start()
 
-    def _ask(self, message: dict[str, Any]) -> dict[str, Any]:
-        assert self._process.stdin and self._process.stdout
+    def _read(self) -> None:
+        assert self._process.stdout
+        for line in self._process.stdout:
+            answer = json.loads(line)
+            if "id" not in answer:
+                continue
+            decision = Decision(
+                answer["result"],
+                tuple(answer.get("allowedBy", ())),
+                answer.get("error", ""),
+                answer.get("resourceType") or "",
+            )
+            with self._lock:
+                future = self._pending.pop(answer["id"])
+            future.set_result(decision)
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future.set_exception(RuntimeError(f"the IAM simulator ended (status {self._process.poll()})"))
+
+    def _write(self, message: dict[str, Any]) -> None:
+        assert self._process.stdin
         self._process.stdin.write(json.dumps(message) + "\n")
         self._process.stdin.flush()
-        line = self._process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the IAM simulator ended (status {self._process.poll()})")
-        return json.loads(line)
+
+    def submit(
+        self,
+        requests: Sequence[Request],
+        policies: Mapping[str, Mapping[str, Any]],
+        resource_policy: Mapping[str, Any] | None = None,
+    ) -> list[Future[Decision]]:
+        """Each request sent to be judged against the principal's identity ``policies`` (name → document)."""
+        if id(policies) not in self._keys:  # the same documents come again and again: written out once
+            self._keys[id(policies)] = (policies, json.dumps(policies, sort_keys=True))
+        key = self._keys[id(policies)][1]
+        scope = json.dumps(resource_policy, sort_keys=True)
+        futures = []
+        with self._lock:
+            if key not in self._defined:
+                listed = [{"name": name, "policy": document} for name, document in policies.items()]
+                self._write({"define": key, "policies": listed})
+                self._defined.add(key)
+            for request in requests:
+                asked = request.as_json()
+                known = (key, scope, json.dumps(asked, sort_keys=True))
+                if known not in self._known:
+                    self._next += 1
+                    future: Future[Decision] = Future()
+                    self._pending[self._next] = future
+                    self._known[known] = future
+                    message = {"id": self._next, "policies": key, "request": asked}
+                    if resource_policy is not None:
+                        message["resourcePolicy"] = resource_policy
+                    self._write(message)
+                futures.append(self._known[known])
+        return futures
 
     def decide(
         self,
@@ -93,29 +152,8 @@ class Simulator:
         policies: Mapping[str, Mapping[str, Any]],
         resource_policy: Mapping[str, Any] | None = None,
     ) -> list[Decision]:
-        """Each request judged against the principal's identity ``policies`` (name → document)."""
-        key = json.dumps(policies, sort_keys=True)
-        with self._lock:
-            if key not in self._defined:
-                listed = [{"name": name, "policy": document} for name, document in policies.items()]
-                self._ask({"define": key, "policies": listed})
-                self._defined.add(key)
-            decisions = []
-            for request in requests:
-                self._next += 1
-                message = {"id": self._next, "policies": key, "request": request.as_json()}
-                if resource_policy is not None:
-                    message["resourcePolicy"] = resource_policy
-                answer = self._ask(message)
-                decisions.append(
-                    Decision(
-                        answer["result"],
-                        tuple(answer.get("allowedBy", ())),
-                        answer.get("error", ""),
-                        answer.get("resourceType") or "",
-                    )
-                )
-            return decisions
+        """Each request judged, waiting for the answers."""
+        return [future.result(timeout=120) for future in self.submit(requests, policies, resource_policy)]
 
     def close(self) -> None:
         if self._process.poll() is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.deployed import FUNCTIONS, deployed, prepare
+from tests.support.deployed import FUNCTIONS, deployed, prepare, transform
 from tests.support.iam_simulator import MISSING, Request, simulator
 from tools.cfn_template import Resolver, load_template
 
@@ -50,6 +50,12 @@ def test_samples_flip_every_condition_both_ways():
     for condition in SOURCE["Conditions"]:
         values = {Resolver(SOURCE, sample).condition(condition) for sample in SAMPLES.values()}
         assert values == {True, False}, condition
+
+
+def test_the_transform_passes_every_parameter_through_untouched():
+    """What lets the recorder resolve one transform for every configuration it meets (tests/support/deployed.py)."""
+    [first, *others] = transform(*SAMPLES.values())
+    assert all(other == first for other in others)
 
 
 def test_the_transform_writes_the_url_with_the_auth_type_the_parameter_names():
