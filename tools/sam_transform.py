@@ -7,7 +7,7 @@ it writes depends on the parameters: a Function URL whose ``AuthType`` is a
 made by the translator of ``.venv-sam`` (the one ``sam build`` and ``sam
 deploy`` use), not the SAM source.
 
-Run it with ``.venv-sam/bin/python tools/sam_transform.py``: standard input
+Run it with ``.venv-sam/bin/python tools/sam_transform.py [TEMPLATE]``: standard input
 is a JSON list of parameter sets (``{"Name": "value"}``), standard output the
 JSON list of transformed templates, in the same order. Local ``CodeUri`` and
 ``ContentUri`` folders become ``s3://`` addresses, as ``sam package`` makes
@@ -49,9 +49,10 @@ def main() -> None:
     from cfnlint.decode import decode
     from samtranslator.translator.transform import transform
 
-    source, errors = decode(str(TEMPLATE))
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else TEMPLATE
+    source, errors = decode(str(path))
     if errors or source is None:
-        sys.exit(f"{TEMPLATE}: {'; '.join(str(error) for error in errors)}")
+        sys.exit(f"{path}: {'; '.join(str(error) for error in errors)}")
     template = packaged(json.loads(json.dumps(source)))
     parameter_sets = json.load(sys.stdin)
     answers = [transform(copy.deepcopy(template), parameters, NoManagedPolicies()) for parameters in parameter_sets]

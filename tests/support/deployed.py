@@ -52,25 +52,34 @@ def _key(parameters: Mapping[str, str]) -> str:
     return json.dumps(dict(sorted(parameters.items())))
 
 
-def transform(*parameter_sets: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The SAM transform's CloudFormation for each parameter set; one translator process for all not yet made."""
+def transform(*parameter_sets: Mapping[str, str], template: Path | None = None) -> list[dict[str, Any]]:
+    """The SAM transform's CloudFormation for each parameter set; one translator process for all not yet made.
+
+    ``template`` transforms another file than template.yaml (a test's deliberately broken copy), uncached.
+    """
+    if template is not None:
+        return _run_transform([_key(p) for p in parameter_sets], [str(template)])
     with _lock:
         missing = list(dict.fromkeys(_key(p) for p in parameter_sets if _key(p) not in _transformed))
         if missing:
-            if not SAM_PYTHON.exists():
-                raise RuntimeError(f"{SAM_PYTHON} is missing: run make install (the SAM transform runs there)")
-            done = subprocess.run(  # noqa: S603 (the project's own tool, in the project's own environment)
-                [str(SAM_PYTHON), str(TRANSFORM)],
-                input=f"[{','.join(missing)}]",
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=120,
-            )
-            if done.returncode:
-                raise RuntimeError(f"the SAM transform failed:\n{done.stderr[-4000:]}")
-            _transformed.update(zip(missing, json.loads(done.stdout), strict=True))
+            _transformed.update(zip(missing, _run_transform(missing), strict=True))
         return [_transformed[_key(p)] for p in parameter_sets]
+
+
+def _run_transform(parameter_sets: list[str], arguments: list[str] | None = None) -> list[dict[str, Any]]:
+    if not SAM_PYTHON.exists():
+        raise RuntimeError(f"{SAM_PYTHON} is missing: run make install (the SAM transform runs there)")
+    done = subprocess.run(  # noqa: S603 (the project's own tool, in the project's own environment)
+        [str(SAM_PYTHON), str(TRANSFORM), *(arguments or [])],
+        input=f"[{','.join(parameter_sets)}]",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode:
+        raise RuntimeError(f"the SAM transform failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout)
 
 
 class DeployedNames(Mapping[str, Any]):

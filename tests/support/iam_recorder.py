@@ -241,7 +241,7 @@ def onlooker() -> MotoLook:
 
 
 def stand_in(request: Request, stand_ins: Mapping[str, str]) -> Request:
-    """The request with the test's own secret or table replaced by the stack's (``{{Logical}}`` or ``{{Logical/…}}``)."""
+    """The request with the test's own secret or table replaced by the stack's (``{{Logical}}``, ``{{Logical}}/…``)."""
     for own, logical in stand_ins.items():
         if request.resource == own:
             return replace(request, resource=f"{{{{{logical}}}}}")
@@ -312,11 +312,15 @@ def _recording_call(self: Any, operation_name: str, api_params: Mapping[str, Any
             LEDGER.calls.extend(found)
 
 
-def submit(recorded: Recorded) -> None:
-    """Send the call's requests to the simulator now; the test's end collects the decisions."""
+def submit(recorded: Recorded, policies_of: Any = None) -> None:
+    """Send the call's requests to the simulator now; the test's end collects the decisions.
+
+    ``policies_of(role, parameters, region)`` answers the policies and their
+    stack (the deployed template.yaml's unless a test gives another).
+    """
     if recorded.problem or not recorded.requests:
         return
-    policies, stack = policies_for(recorded.role, recorded.parameters, recorded.region)
+    policies, stack = (policies_of or policies_for)(recorded.role, recorded.parameters, recorded.region)
     recorded.requests = [resolved(request, stack, recorded.role) for request in recorded.requests]
     recorded.policies = list(policies)
     recorded.decisions = simulator().submit(recorded.requests, policies)
@@ -357,8 +361,8 @@ def resolved(request: Request, stack: Any, role: str) -> Request:
     return replace(request, resource=resource, principal=principal)
 
 
-def judge(calls: list[Recorded]) -> list[str]:
-    """The messages of the calls IAM would refuse (or that no row describes); the grants used, counted."""
+def judge(calls: list[Recorded], ledger: Ledger = LEDGER) -> list[str]:
+    """The messages of the calls IAM would refuse (or that no row describes); the grants used, counted in ``ledger``."""
     failures = []
     for recorded in calls:
         name = f"{recorded.role}: {recorded.call.service}:{recorded.call.operation} in {recorded.call.region}"
@@ -366,17 +370,17 @@ def judge(calls: list[Recorded]) -> list[str]:
             failures.append(f"{name}: {recorded.problem}")
             continue
         decisions = [future.result(timeout=120) for future in recorded.decisions]
-        with LEDGER.lock:
-            LEDGER.judged += 1
-            LEDGER.requests += len(decisions)
+        with ledger.lock:
+            ledger.judged += 1
+            ledger.requests += len(decisions)
             key = f"{recorded.role}|{sorted(recorded.parameters.items())}|{recorded.region}"
-            LEDGER.stacks[key] = (recorded.role, recorded.parameters, recorded.region)
+            ledger.stacks[key] = (recorded.role, recorded.parameters, recorded.region)
             for request, decision in zip(recorded.requests, decisions, strict=True):
                 if decision.allowed:
                     for sid in decision.allowed_by:
-                        LEDGER.used[(recorded.role, sid)].add((request.action, decision.resource_type or "*"))
+                        ledger.used[(recorded.role, sid)].add((request.action, decision.resource_type or "*"))
                 else:
-                    LEDGER.denied += 1
+                    ledger.denied += 1
         for request, decision in zip(recorded.requests, decisions, strict=True):
             if decision.allowed:
                 continue
@@ -439,3 +443,56 @@ def pytest_report_header(config: pytest.Config) -> str:
     if MISSING:
         return f"IAM check of recorded AWS calls: skipped ({MISSING})"
     return "IAM check of recorded AWS calls: on (tests/support/iam_recorder.py)"
+
+
+def resource_type(arn: str) -> str:
+    """The IAM resource type an ARN pattern of a policy names (``*`` for every resource)."""
+    if arn == "*":
+        return "*"
+    service, resource = arn.split(":")[2], arn.split(":", 5)[5]
+    if service == "dynamodb":
+        return "index" if "/index/" in resource else "table"
+    return resource.split("/", 1)[0].split(":", 1)[0]
+
+
+def takes(action: str) -> set[str]:
+    """The resource types an action is authorised on, by AWS's Service Authorization Reference (iam-data)."""
+    import json
+
+    service, name = action.split(":", 1)
+    data = ROOT / "node_modules" / "@cloud-copilot" / "iam-data" / "data" / "actions" / f"{service}.json"
+    entry = json.loads(data.read_text()).get(name.lower(), {})
+    return {found["name"] for found in entry.get("resourceTypes", [])} or {"*"}
+
+
+def unused_grants() -> list[tuple[str, str, str, str]]:
+    """(role, statement, action, resource type) that some statement allows and no judged call used."""
+    unused = set()
+    for role, parameters, region in LEDGER.stacks.values():
+        policies, _ = policies_for(role, parameters, region)
+        for document in policies.values():
+            for statement in document["Statement"]:
+                sid = statement.get("Sid")
+                if not sid or statement.get("Effect") != "Allow":
+                    continue  # AWS's managed logs policy: the Lambda service writes the logs, not our code
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                resources = (
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                )
+                for action in actions:
+                    for kind in {resource_type(resource) for resource in resources} & (takes(action) | {"*"}):
+                        if (action, kind) not in LEDGER.used.get((role, sid), set()):
+                            unused.add((role, sid, action, kind))
+    return sorted(unused)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if MISSING or not LEDGER.judged:
+        return
+    write = terminalreporter.write_line
+    write(
+        f"IAM: {LEDGER.judged} recorded calls judged ({LEDGER.requests} requests), {LEDGER.denied} denied; "
+        "grants no recorded call used (docs/security.md says why each stays):"
+    )
+    for role, sid, action, kind in unused_grants():
+        write(f"  {role} {sid}: {action} on {kind}")
