@@ -67,13 +67,19 @@ $(SCAN_VENV)/.installed: requirements-scan.lock
 $(LOCK_VENV)/.installed: requirements-uv.lock
 	$(call locked_venv,$(LOCK_VENV),requirements-uv.lock)
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed packer ## Create the three virtual environments from their locks; .venv/bin/ec2-sessions; packer
-
 # The image recipe's test runs `packer validate` (tests/tools/test_image.py). Debian's package is the
 # packer a package registry serves here (1.6: the test gives it what it can read); any packer on PATH does.
 packer: ## Install packer with apt-get (Debian's package) unless one is on PATH
 	@command -v packer >/dev/null || { command -v apt-get >/dev/null || { echo "install packer: tests/tools/test_image.py runs it" >&2; exit 1; }; \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q --no-install-recommends packer; }
+
+# The IAM simulator the suite evaluates every recorded AWS call with (tests/support/iam_simulate.mjs), from
+# package-lock.json with the machine's node; without node the IAM check is skipped and says so.
+node_modules/.installed: package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "node and npm are not installed: the suite's IAM check of recorded calls will be skipped" >&2; fi
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed node_modules/.installed packer ## Create the three virtual environments from their locks, the IAM simulator from package-lock.json, packer; .venv/bin/ec2-sessions
 
 lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: newest versions); see the table above
 	@# The layer's lock first: the test environment's is constrained to it.
@@ -93,7 +99,7 @@ test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typec
 	@# The suite starts once its environment is ready, while the others install and the template is checked.
 	$(MAKE) --no-print-directory -j3 --output-sync=target suite lint typecheck template-check
 
-suite: $(VENV)/.installed packer ## pytest alone: unit, integration, template (IAM database), reliability, tools
+suite: $(VENV)/.installed $(SAM_VENV)/.installed node_modules/.installed packer ## pytest alone: unit, integration, template (IAM database), reliability, tools
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed ## ruff check and format check; shellcheck on the POSIX sh scripts
@@ -154,4 +160,4 @@ bench: $(VENV)/.installed ## Benchmarks against their baselines (not part of mak
 
 clean: ## Remove virtual environments and build output
 	rm -rf $(VENV) $(SAM_VENV) $(SCAN_VENV) $(LOCK_VENV) .aws-sam .pytest_cache .hypothesis .ruff_cache .mypy_cache \
-	  ec2_sessions.egg-info
+	  ec2_sessions.egg-info node_modules

@@ -37,6 +37,10 @@ botocore.session.create_loader = functools.cache(create_loader)
 
 from tests.support.moto_server import MotoServer  # noqa: E402
 
+# Every AWS call the functions make in the integration and reliability suites, judged by IAM against the role
+# SAM deploys for them (tests/support/iam_recorder.py).
+pytest_plugins = ["tests.support.iam_recorder"]
+
 
 @pytest.fixture(scope="session")
 def moto_server():

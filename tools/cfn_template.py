@@ -68,7 +68,7 @@ class Resolver:
         self.parameters = {name: str(spec.get("Default", "")) for name, spec in declared.items()}
         self.parameters.update(parameters or {})
         self.pseudo = {**PSEUDO_PARAMETERS, **(pseudo or {})}
-        self.resources = dict(resources or {})
+        self.resources: Mapping[str, Any] = resources if resources is not None else {}
         self._conditions = template.get("Conditions", {})
 
     def condition(self, name: str) -> bool:

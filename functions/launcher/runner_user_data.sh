@@ -37,7 +37,8 @@ region=$(curl -sSf --retry 5 --retry-connrefused -H "X-aws-ec2-metadata-token: $
 
 # The launcher writes the parameter once this instance exists (it names the instance
 # allowed to read it), so it may not be there yet: ask again for up to two minutes.
-# Any other error (access denied) is final.
+# The instance role's grant is by the parameter's tags, so a read before the write is
+# refused (AccessDenied), not "not found": both are asked again. Any other error is final.
 errors=$(mktemp)
 jitconfig=""
 for attempt in $(seq 1 24); do
@@ -46,7 +47,7 @@ for attempt in $(seq 1 24); do
     break
   fi
   jitconfig=""
-  if ! grep -q ParameterNotFound "$errors"; then
+  if ! grep -qE 'ParameterNotFound|AccessDenied' "$errors"; then
     cat "$errors" >&2
     exit 1
   fi

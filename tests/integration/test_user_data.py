@@ -62,8 +62,11 @@ asked = sum(1 for line in open(os.environ["FAKE_LOG"]) if '"tool": "aws"' in lin
 if asked <= int(os.environ.get("FAKE_SSM_MISSING", "0")):
     sys.stderr.write("An error occurred (ParameterNotFound) when calling the GetParameter operation\\n")
     sys.exit(254)
-if os.environ.get("FAKE_SSM") == "denied" or args != expected:
+if asked <= int(os.environ.get("FAKE_SSM_DENIED", "0")) or args != expected:
     sys.stderr.write("An error occurred (AccessDeniedException) when calling the GetParameter operation\\n")
+    sys.exit(254)
+if os.environ.get("FAKE_SSM") == "broken":
+    sys.stderr.write("An error occurred (InternalServerError) when calling the GetParameter operation\\n")
     sys.exit(254)
 print(os.environ["FAKE_JITCONFIG"])
 """,
@@ -199,10 +202,27 @@ def test_a_configuration_never_written_starts_no_runner_after_two_minutes_of_ask
     assert len(tools(calls, "poweroff")) == 1
 
 
-def test_no_runner_starts_and_the_instance_powers_off_when_ssm_refuses(instance):
-    done, calls = instance(FAKE_SSM="denied")
+def test_a_read_refused_before_the_launcher_tags_the_parameter_is_asked_again(instance):
+    """The grant is by the parameter's tags: before the launcher writes it, SSM answers AccessDenied."""
+    done, calls = instance(FAKE_SSM_DENIED="2")
+    assert done.returncode == 0, done.stderr
+    assert len(tools(calls, "aws")) == 3 and len(tools(calls, "sleep")) == 2
+    (runner,) = tools(calls, "run.sh")
+    assert runner["args"] == ["--jitconfig", digest(JITCONFIG)]
+    assert_nowhere(instance, done)
+
+
+def test_a_read_refused_for_two_minutes_starts_no_runner(instance):
+    done, calls = instance(FAKE_SSM_DENIED="1000")
     assert done.returncode != 0
-    assert len(tools(calls, "aws")) == 1  # a refusal is final: only a missing parameter is asked again
+    assert len(tools(calls, "aws")) == 24 and tools(calls, "run.sh") == []
+    assert len(tools(calls, "poweroff")) == 1
+
+
+def test_no_runner_starts_and_the_instance_powers_off_when_ssm_fails_otherwise(instance):
+    done, calls = instance(FAKE_SSM="broken")
+    assert done.returncode != 0
+    assert len(tools(calls, "aws")) == 1  # only a missing or not yet readable parameter is asked again
     assert tools(calls, "run.sh") == [] and tools(calls, "runuser") == []
     assert len(tools(calls, "poweroff")) == 1
 

@@ -69,7 +69,7 @@ SAMPLES = {
 # Findings of parliament's community auditors that the template means: (issue, the actions it names).
 # PassOnlyTheInstanceRole lets the launcher start instances with the launch template's role: that one
 # role, to EC2 only (test_template.py).
-# LetEc2FleetAndSpotMakeTheirRoles lets the launcher create EC2 Fleet's and spot's service-linked roles, only those.
+# LetSpotMakeItsRole lets the launcher create spot's service-linked role, only that one.
 ACCEPTED = {
     ("PERMISSIONS_MANAGEMENT_ACTIONS", frozenset({"iam:passrole"})),
     ("PERMISSIONS_MANAGEMENT_ACTIONS", frozenset({"iam:createservicelinkedrole"})),
