@@ -99,8 +99,11 @@ test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typec
 	@# The suite starts once its environment is ready, while the others install and the template is checked.
 	$(MAKE) --no-print-directory -j3 --output-sync=target suite lint typecheck template-check
 
-suite: $(VENV)/.installed $(SAM_VENV)/.installed node_modules/.installed packer ## pytest alone: unit, integration, template (IAM database), reliability, tools
-	$(PY) -m pytest
+# The suite runs in an order shuffled by the commit (its hash is the seed): the same order, and verdict, on
+# every run of one commit; another order on the next, so a test that passes only after another is found.
+ORDER_SEED ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo 0)
+suite: $(VENV)/.installed $(SAM_VENV)/.installed node_modules/.installed packer ## pytest alone, in the commit's shuffled order (ORDER_SEED=...): unit, integration, template, reliability, tools
+	$(PY) -m pytest --random-order-bucket=module --random-order-seed=$(ORDER_SEED)
 
 lint: $(VENV)/.installed ## ruff check and format check; shellcheck on the POSIX sh scripts
 	$(VENV)/bin/ruff check .

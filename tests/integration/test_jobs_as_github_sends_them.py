@@ -278,6 +278,7 @@ def test_an_interrupted_job_is_re_run_once_however_many_completed_deliveries_com
 
     launcher(finished(74, conclusion="failure", run_id=run.id, delivery="c-1"))
     first = run_pass()
+    run.status, run.conclusion = "completed", "failure"  # the re-run ran, and failed on its own
     launcher(finished(74, conclusion="failure", run_id=run.id, delivery="c-2"))  # another hook, a redelivery
     second = run_pass(datetime.now(UTC) + timedelta(minutes=6))
 
@@ -316,11 +317,12 @@ def test_the_breakers_item_holds_only_its_windows_interruptions(launcher):
     assert not breaker.is_open("small", start + timedelta(minutes=201))
 
 
-def test_ten_racing_creates_against_a_profile_cap_of_three_make_exactly_three(launcher, look):
+def test_ten_racing_creates_against_caps_of_three_make_exactly_three(launcher, look):
     from tests.support.function_url import answer, url_event
     from tests.support.handlers import load_handler
 
     template = make_launch_template(look, name="capped")
+    launcher.env("MAX_LIVE_SESSIONS", "3")  # the base's cap and the profile's, both tight
     launcher.env(
         "PROFILES",
         json.dumps({"small": {"labels": ["ec2-session"], "launch_template_id": template, "max_live": 3}}),

@@ -90,7 +90,8 @@ class Jobs(RuleBasedStateMachine):
         self.queued[job] = workflow_job("queued", job, labels=LABELS, now=self.now)
         if lost:  # GitHub tried and failed: it shows in the App's deliveries, and never comes again by itself
             guid = f"guid-{job}"
-            self.github.add_delivery(guid, status_code=502, ago=0)
+            # Delivered (and failed) now, on the model's clock: the fake's own clock stands still.
+            self.github.add_delivery(guid, status_code=502, ago=self.github.clock() - self.now.timestamp())
             self.lost[guid] = job
             TALLY.add(faults=1)
             return
@@ -101,7 +102,7 @@ class Jobs(RuleBasedStateMachine):
         """A deployment job: held (``waiting``) now, its ``queued`` comes with the approval, maybe hours later."""
         if job in self.queued:
             return
-        held = workflow_job("waiting", job, labels=LABELS, now=self.now)
+        held = workflow_job("queued", job, labels=LABELS, now=self.now, status="waiting")  # GitHub's ``queued``
         self._send(held)
         self.queued[job] = workflow_job("queued", job, labels=LABELS, now=self.now)  # created_at: when it was held
         self.waiting.add(job)

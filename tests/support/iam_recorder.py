@@ -30,7 +30,7 @@ would read it, against ``RunnerInstancePolicy`` with the instance's ARN as
 ``ec2:SourceInstanceARN``.
 
 At the end of the session the plugin lists each statement's action ×
-resource type that no recorded call used (``-p no:iam_recorder`` turns the
+resource type that no recorded call used (``-p no:tests.support.iam_recorder`` turns the
 whole check off; without node it is skipped, and says so).
 """
 

@@ -29,6 +29,7 @@ NEW_ALARMS = {
     "JobsFailedVisiblyAlarm",
     "JobPendingTooLongAlarm",
     "ReconcileFailuresAlarm",
+    "LauncherErrorsAlarm",
 }
 NAMESPACE = "ec2-sessions"
 
@@ -137,6 +138,14 @@ def test_the_launcher_alarms_watch_5xx_answers_and_a_job_pending_longer_than_15_
         900,
     )
     assert pending["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_a_launcher_invocation_that_fails_as_a_whole_is_alarmed_a_pass_killed_by_its_timeout_included():
+    errors = ALARMS["LauncherErrorsAlarm"]
+
+    assert alarm_metric(errors) == ("AWS/Lambda", "Errors", frozenset({"FunctionName"}))  # timeouts count here
+    assert errors["Dimensions"][0]["Value"] == {"Ref": "LauncherFunction"}
+    assert (errors["Statistic"], errors["Threshold"], errors["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
 
 
 def test_alarms_over_every_profile_use_metrics_insights_never_search_which_alarms_refuse():
