@@ -145,7 +145,11 @@ def test_a_launcher_invocation_that_fails_as_a_whole_is_alarmed_a_pass_killed_by
 
     assert alarm_metric(errors) == ("AWS/Lambda", "Errors", frozenset({"FunctionName"}))  # timeouts count here
     assert errors["Dimensions"][0]["Value"] == {"Ref": "LauncherFunction"}
-    assert (errors["Statistic"], errors["Threshold"], errors["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
+    assert (errors["Statistic"], errors["Threshold"], errors["ComparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
 
 
 def test_alarms_over_every_profile_use_metrics_insights_never_search_which_alarms_refuse():
