@@ -90,7 +90,11 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         from interruption import handle
 
         return handle(load_launcher(), event, datetime.now(UTC))
-    if is_reconcile(event):
+    if is_scheduled(event, "pool"):
+        from warm_pool import upkeep
+
+        return upkeep(load_launcher(), datetime.now(UTC), lambda: context.get_remaining_time_in_millis() / 1000)
+    if is_scheduled(event, "reconcile"):
         from reconcile import reconcile
 
         try:
@@ -114,9 +118,14 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     }
 
 
-def is_reconcile(event: object) -> bool:
-    """The reconcile schedule's event (a Scheduled Event); told from a Function URL request by its shape."""
-    return isinstance(event, dict) and event.get("detail-type") == "Scheduled Event" and "requestContext" not in event
+def is_scheduled(event: object, work: str) -> bool:
+    """A schedule's event (a Scheduled Event) for ``work``: the reconcile pass (the default) or the pools'
+    upkeep (``detail.pass``). Told from a Function URL request by its shape."""
+    if not isinstance(event, dict) or event.get("detail-type") != "Scheduled Event" or "requestContext" in event:
+        return False
+    detail = event.get("detail")
+    asked = detail.get("pass", "reconcile") if isinstance(detail, dict) else "reconcile"
+    return asked == work
 
 
 def answer(event: object, context: LambdaContext) -> Answer:

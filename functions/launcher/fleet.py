@@ -76,8 +76,15 @@ def session_template(
     group_id: str,
     tags: dict[str, str],
     user_data: str | None,
+    shutdown: str = "terminate",
+    instance_tags: dict[str, str] | None = None,
 ) -> SessionTemplate:
-    """Create the session's own launch template from the profile's data and the session's."""
+    """Create the session's own launch template from the profile's data and the session's.
+
+    ``shutdown`` is what the instance's own power-off does: ``terminate``
+    (a session's instance serves one job), or ``stop`` (a stopped pool's,
+    which powers off once warmed and is started by the job that claims it).
+    """
     versions = ec2.describe_launch_template_versions(
         LaunchTemplateId=profile.launch_template_id, Versions=[profile.launch_template_version]
     )
@@ -97,8 +104,8 @@ def session_template(
         data["SecurityGroupIds"] = [group_id]
     data.update(
         KeyName=str(name),
-        InstanceInitiatedShutdownBehavior="terminate",
-        TagSpecifications=session_tag_specifications(name, tags, own_tags),
+        InstanceInitiatedShutdownBehavior=shutdown,
+        TagSpecifications=session_tag_specifications(name, tags, own_tags, instance_tags or {}),
     )
     if user_data:
         data["UserData"] = base64.b64encode(user_data.encode()).decode()  # a template takes it encoded
@@ -128,9 +135,10 @@ def as_request(described: Any, shape: Any) -> Any:
 
 
 def session_tag_specifications(
-    name: SessionName, tags: dict[str, str], own: list[dict[str, Any]]
+    name: SessionName, tags: dict[str, str], own: list[dict[str, Any]], instance_tags: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    """The session's tags on the instance (with ``Name``), its volumes and interfaces, beside the template's own."""
+    """The session's tags on the instance (with ``Name`` and ``instance_tags``), its volumes and interfaces,
+    beside the template's own."""
     specs = {
         spec["ResourceType"]: {t["Key"]: t["Value"] for t in spec.get("Tags", ())}
         for spec in own
@@ -142,7 +150,7 @@ def session_tag_specifications(
     for spec in ours:
         merged = {**specs.pop(spec["ResourceType"], {}), **{t["Key"]: t["Value"] for t in spec["Tags"]}}
         if spec["ResourceType"] == "instance":
-            merged["Name"] = str(name)
+            merged |= {"Name": str(name), **(instance_tags or {})}
         spec["Tags"] = [{"Key": key, "Value": value} for key, value in merged.items()]
     return [
         *ours,

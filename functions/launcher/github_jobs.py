@@ -16,6 +16,7 @@ registration with everything else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -207,15 +208,16 @@ def make_session(
     now: datetime,
     time_left: TimeLeft | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The session and, with an App and an instance, its JIT runner; a failure deletes the registration too."""
+    """The session (from the profile's warm pool when it has a ready instance, else launched cold) and, with an
+    App and an instance, its JIT runner; a failure deletes the registration too."""
+    from session_naming.github import runner_name
+
     job = str(delivery.workflow_job.id)
-    lifetime = (profile.lifetime if profile is not None else None) or settings.default_lifetime
-    name = SessionName.make(settings.session_bases[0], lifetime, now)
     app = github_app(settings) if profile is not None and scope is not None else None  # a runner needs an instance
     job_tags = {GITHUB_JOB_TAG: job}
     registered: list[tuple[str, Registration]] = []  # (installation token, registration) once made
 
-    def register() -> Extras:
+    def register(name: SessionName) -> Extras:
         """The JIT runner, registered once the session's slots are held: a refused create costs GitHub nothing."""
         from user_data import runner_user_data
 
@@ -229,30 +231,58 @@ def make_session(
         )
 
     try:
-        answer = create_session(
-            clients.client,
-            settings,
-            name.base,
-            lifetime,
-            now,
-            slots=slots_of(settings),
-            profile=profile,
-            extras=Extras(tags=job_tags),
-            name=name,
-            breaker_open=breaker_of(settings).checker(now),
-            register=register if app is not None else None,
-            time_left=time_left,
-        )
+        answer = from_pool(settings, profile, job, job_tags, register if app is not None else None, now)
+        if answer is None:
+            lifetime = (profile.lifetime if profile is not None else None) or settings.default_lifetime
+            name = SessionName.make(settings.session_bases[0], lifetime, now)
+            answer = create_session(
+                clients.client,
+                settings,
+                name.base,
+                lifetime,
+                now,
+                slots=slots_of(settings),
+                profile=profile,
+                extras=Extras(tags=job_tags),
+                name=name,
+                breaker_open=breaker_of(settings).checker(now),
+                register=(lambda: register(name)) if app is not None else None,
+                time_left=time_left,
+            )
     except BaseException:
-        for token, registration in registered:
-            with suppress(Exception):  # left offline; the collector removes it once the session has expired
-                app.delete_runner(token, registration.path)  # type: ignore[union-attr]
+        unregister(app, registered)
         raise
+    own = runner_name(SessionName(answer["session"]))
+    unregister(app, [(token, r) for token, r in registered if r.name != own])  # a failed claim's, for nothing
+    registered = [(token, r) for token, r in registered if r.name == own]
     tags = dict(job_tags)
     for _, registration in registered:
         answer["runner"] = {"id": registration.id, "name": registration.name}
         tags[GITHUB_RUNNER_TAG] = registration.path
     return answer, tags
+
+
+def unregister(app: GitHubApp | None, registered: list[tuple[str, Registration]]) -> None:
+    """Delete registrations no session uses; one left offline is the collector's once its session expired."""
+    for token, registration in registered:
+        with suppress(Exception):
+            app.delete_runner(token, registration.path)  # type: ignore[union-attr]
+
+
+def from_pool(
+    settings: LauncherSettings,
+    profile: Profile | None,
+    job: str,
+    job_tags: dict[str, str],
+    register: Callable[[SessionName], Extras] | None,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """A ready instance of the profile's warm pool made the job's session, or ``None`` (no pool, or a miss)."""
+    if profile is None or profile.pool is None:
+        return None
+    from warm_pool import Runner, claim
+
+    return claim(settings, profile, f"github#{job}", Runner(job_tags, register), now)
 
 
 def register_runner(

@@ -61,11 +61,13 @@ logger = Logger()
 
 @dataclass(frozen=True)
 class Extras:
-    """What a CI system adds to a session: tags on every resource, secrets, the instance's user data."""
+    """What a CI system or a pool adds to a session: tags on every resource (and on the instance alone),
+    secrets, the instance's user data."""
 
     tags: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # suffix -> SecureString value
     user_data: str | None = None
+    instance_tags: Mapping[str, str] = field(default_factory=dict)  # a pool instance's state
 
 
 def create_session(
@@ -84,6 +86,7 @@ def create_session(
     breaker_open: Callable[[str], bool] = lambda profile: False,
     register: Callable[[], Extras] | None = None,
     time_left: TimeLeft | None = None,
+    shutdown: str = "terminate",
 ) -> dict[str, Any]:
     """Make a session's resources, or none of them: its key pair and group, its instance, its secrets.
 
@@ -95,6 +98,8 @@ def create_session(
     every resource after it carries; the caller undoes it if the create fails.
     ``time_left`` (the reconcile pass's) stops the create, rolled back,
     before a step that might not finish with a rollback in hand (``OutOfTime``).
+    ``shutdown`` is the instance's power-off: ``terminate``, or ``stop`` for
+    a stopped pool's instance.
     """
     made = Made(clients, settings.region, name or SessionName.make(base, lifetime, now), extras, profile)
     step = in_time(time_left)
@@ -109,7 +114,7 @@ def create_session(
         instance = None
         if profile is not None:
             step("instance")
-            instance = start_instance(made, settings, group["id"], breaker_open)
+            instance = start_instance(made, settings, group["id"], breaker_open, shutdown)
         step("secrets")
         store_secrets(made, instance)
     except Exception as error:
@@ -177,6 +182,7 @@ class Instance:
     def answer(self) -> dict[str, Any]:
         return {
             "id": self.started.id,
+            "arn": self.started.arn,  # as ${ec2:SourceInstanceARN} spells it
             "instance_type": self.started.instance_type,
             "market": self.started.market,
             "profile": self.profile,
@@ -249,7 +255,11 @@ def security_group(made: Made, vpc_id: str | None, ingress_cidrs: tuple[str, ...
 
 
 def start_instance(
-    made: Made, settings: LauncherSettings, group_id: str, breaker_open: Callable[[str], bool]
+    made: Made,
+    settings: LauncherSettings,
+    group_id: str,
+    breaker_open: Callable[[str], bool],
+    shutdown: str = "terminate",
 ) -> Instance:
     """The profile's instance through one EC2 Fleet call (two for spot-first on capacity), from the session's template.
 
@@ -259,7 +269,9 @@ def start_instance(
     profile = made.profile
     assert profile is not None
     ec2 = made.clients("ec2", made.region)
-    template = fleet.session_template(ec2, profile, made.name, group_id, made.tags, made.extras.user_data)
+    template = fleet.session_template(
+        ec2, profile, made.name, group_id, made.tags, made.extras.user_data, shutdown, dict(made.extras.instance_tags)
+    )
     try:
         subnets = fleet.subnets_of(ec2, profile, settings.vpc_id, template)
         breaker = profile.market == "spot-first" and breaker_open(profile.name)

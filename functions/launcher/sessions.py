@@ -108,19 +108,26 @@ def create(settings: LauncherSettings, body: bytes, now: datetime) -> dict:
         job = f"{request.gitlab_job.project_id}/{request.gitlab_job.job_id}"
         tags[GITLAB_JOB_TAG] = job
         ledger_of(settings).check_not_over("gitlab", job)
-    answer = create_session(
-        clients.client,
-        settings,
-        base,
-        lifetime,
-        now,
-        slots=slots,
-        public_key=request.public_key,
-        ingress_cidrs=tuple(request.ingress_cidrs),
-        profile=profile,
-        extras=Extras(tags=tags),
-        breaker_open=breaker_of(settings).checker(now),
-    )
+    answer = None
+    if profile is not None and profile.pool is not None and request.public_key is None:
+        from warm_pool import Runner, claim  # a pool's key pair is its own: an imported key launches cold
+
+        claimant = f"gitlab#{job}" if job else "sessions"
+        answer = claim(settings, profile, claimant, Runner(tags), now, tuple(request.ingress_cidrs))
+    if answer is None:
+        answer = create_session(
+            clients.client,
+            settings,
+            base,
+            lifetime,
+            now,
+            slots=slots,
+            public_key=request.public_key,
+            ingress_cidrs=tuple(request.ingress_cidrs),
+            profile=profile,
+            extras=Extras(tags=tags),
+            breaker_open=breaker_of(settings).checker(now),
+        )
     if job:
         try:  # the job's end may have been recorded while this session was made
             ledger_of(settings).check_not_over("gitlab", job)

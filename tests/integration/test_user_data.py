@@ -113,11 +113,15 @@ def instance(tmp_path):
     for name, body in FAKES.items():
         install(bin_dir / name, body)
     install(runner_dir / "run.sh", RUNNER)
+    install(tmp_path / "warm-up", "log(args=args)\n")  # the image's warm-up hook
     log = tmp_path / "calls.jsonl"
 
-    def boot(*, bash_flags=(), **fake_env) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    def boot(*, bash_flags=(), pool="none", again=False, **fake_env) -> tuple[subprocess.CompletedProcess, list[dict]]:
+        """Boot the instance: its first boot runs the user data, a later one (``again``) the per-boot copy."""
         script = tmp_path / "user-data"
-        script.write_text(runner_user_data(PARAMETER, runner_dir=str(runner_dir)))
+        script.write_text(runner_user_data(PARAMETER, runner_dir=str(runner_dir), pool=pool))
+        if again:
+            script = tmp_path / "per-boot" / "ec2-sessions-runner"
         env = {
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "FAKE_LOG": str(log),
@@ -126,8 +130,13 @@ def instance(tmp_path):
             "FAKE_PARAMETER": PARAMETER,
             "FAKE_JITCONFIG": JITCONFIG,
             "TMPDIR": str(work),
+            "EC2_SESSIONS_STATE_DIR": str(tmp_path / "state"),
+            "EC2_SESSIONS_PER_BOOT_DIR": str(tmp_path / "per-boot"),
+            "EC2_SESSIONS_WARM_UP": str(tmp_path / "warm-up"),
             **fake_env,
         }
+        if log.exists():
+            log.unlink()  # each boot's calls on their own
         done = subprocess.run(  # noqa: S603 (bash on the script this test wrote)
             [shutil.which("bash"), *bash_flags, str(script)],
             cwd=work,
@@ -255,6 +264,59 @@ def test_even_a_traced_shell_prints_no_configuration(instance):
     assert_nowhere(instance, done)
 
 
+def test_the_first_boot_installs_the_script_to_run_on_every_boot(instance):
+    instance()
+
+    copy = instance.root / "per-boot" / "ec2-sessions-runner"
+    assert copy.read_text() == (instance.root / "user-data").read_text()
+    assert copy.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_instance_whose_job_ran_powers_off_on_any_later_boot_and_is_never_reused(instance):
+    instance()
+
+    done, calls = instance(again=True)
+
+    assert done.returncode == 0 and "never reused" in done.stdout
+    assert [call["tool"] for call in calls] == ["poweroff"]  # no configuration asked, no runner
+
+
+def test_a_stopped_pools_first_boot_warms_up_and_powers_off_without_asking_for_a_job(instance):
+    done, calls = instance(pool="stopped")
+
+    assert done.returncode == 0, done.stderr
+    assert [call["tool"] for call in calls] == ["warm-up", "poweroff"]
+
+
+def test_a_stopped_pools_instance_started_by_its_claim_runs_the_jobs_runner(instance):
+    instance(pool="stopped")
+
+    done, calls = instance(again=True, FAKE_SSM_DENIED="1")  # a read just before the launcher's tag is seen
+
+    assert done.returncode == 0, done.stderr
+    assert [call["tool"] for call in calls] == [
+        *("curl", "curl", "aws", "sleep", "aws"),
+        *("getent", "runuser", "run.sh", "poweroff"),
+    ]
+    assert_nowhere(instance, done)
+
+
+def test_a_hot_pools_instance_waits_for_its_job_however_long_warming_up_meanwhile(instance):
+    done, calls = instance(pool="hot", FAKE_SSM_DENIED="40")  # longer than a cold instance's two minutes
+
+    assert done.returncode == 0, done.stderr
+    assert len(tools(calls, "aws")) == 41 and {c["args"][0] for c in tools(calls, "sleep")} == {"1"}
+    assert len(tools(calls, "warm-up")) == 1 and len(tools(calls, "run.sh")) == 1
+    assert_nowhere(instance, done)
+
+
+def test_a_session_claimed_without_a_runner_keeps_its_instance_up(instance):
+    done, calls = instance(pool="hot", FAKE_JITCONFIG="none")
+
+    assert done.returncode == 0, done.stderr
+    assert tools(calls, "run.sh") == [] and tools(calls, "poweroff") == []
+
+
 def test_the_rendered_script_names_its_parameter_and_nothing_is_left_to_fill():
     script = runner_user_data(PARAMETER)
     assert f"PARAMETER_NAME='{PARAMETER}'" in script
@@ -280,7 +342,14 @@ def test_only_a_sessions_runner_parameter_is_accepted(parameter):
 
 @pytest.mark.parametrize(
     "options",
-    [{"runner_user": "root"}, {"runner_user": "run ner"}, {"runner_dir": "relative"}, {"runner_dir": "/opt/'x"}],
+    [
+        {"runner_user": "root"},
+        {"runner_user": "run ner"},
+        {"runner_dir": "relative"},
+        {"runner_dir": "/opt/'x"},
+        {"pool": "warm"},
+        {"pool": "hot'; x"},
+    ],
 )
 def test_the_runner_user_and_directory_are_checked(options):
     with pytest.raises(ValueError):

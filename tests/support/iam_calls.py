@@ -356,6 +356,7 @@ OPERATIONS: dict[tuple[str, str], Callable[[Call, Look], list[Request]]] = {
             "DescribeLaunchTemplateVersions",
             "DescribeSubnets",
             "DescribeVpcs",
+            "DescribeInstanceStatus",
         )
     },
     ("ec2", "CreateKeyPair"): ec2_key_pair_create("CreateKeyPair"),

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from session_naming.pools import Pool, parse_pool
+
 MARKETS = ("on-demand", "spot", "spot-first")
 # GitHub's default labels of self-hosted runners: a job may ask for them beside ours.
 DEFAULT_LABELS = frozenset({"self-hosted", "linux", "windows", "macos", "x64", "arm64", "arm"})
@@ -52,6 +54,7 @@ FIELDS = frozenset(
         "market",
         "max_live",
         "lifetime_minutes",
+        "pool",
     }
 )
 LEGACY = "default"
@@ -79,6 +82,7 @@ class Profile:
     max_live: int | None = None
     lifetime: timedelta | None = None
     legacy: bool = False  # the implicit profile of a stack without PROFILES
+    pool: Pool | None = None  # instances kept made ahead (always on demand), or none
 
     def runner_labels(self, job_labels: Iterable[str]) -> list[str]:
         """The labels its JIT runner is registered with: a fixed set, so that GitHub gives it this job."""
@@ -185,6 +189,9 @@ def _profile(
     limit = int(max_lifetime.total_seconds() // 60)
     if minutes is not None and (not _whole(minutes) or not 5 <= minutes <= limit):
         problems.append(f"{where}: lifetime_minutes: a whole number from 5 to {limit} (MAX_LIFETIME_MINUTES)")
+    pool = None
+    if spec.get("pool") is not None:
+        pool = parse_pool(spec["pool"], where, max_live if _whole(max_live) else None, problems)
     if len(problems) > before:
         return None
     return Profile(
@@ -197,6 +204,7 @@ def _profile(
         str(market),
         max_live,
         timedelta(minutes=minutes) if minutes is not None else None,
+        pool=pool,
     )
 
 

@@ -26,6 +26,11 @@ GITLAB_JOB_TAG = "ec2-sessions:gitlab-job"
 PROFILE_TAG = "ec2-sessions:profile"
 # On /<session>/runner-jitconfig: the ARN of the one instance whose role may read it.
 INSTANCE_TAG = "ec2-sessions:instance"
+# A warm pool's instance: its profile, what made it (a hash), and its state (filling-stopped, filling-hot,
+# ready-stopped, ready-hot, claimed, retiring; the job table holds the truth, the tag lets one listing tell it).
+POOL_TAG = "ec2-sessions:pool"
+SPEC_TAG = "ec2-sessions:spec"
+POOL_STATE_TAG = "ec2-sessions:pool-state"
 
 
 def _tags(name: SessionName, extra: Mapping[str, str] | None) -> dict[str, str]:
