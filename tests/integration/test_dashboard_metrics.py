@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from session_naming import clients
+from session_naming.settings import load_launcher
 
 from tests.support.capacity import Capacity
 from tests.support.dashboard import dashboard_metrics
@@ -62,9 +63,15 @@ def launcher(launcher, look, github_fake):
     launcher.env("GITHUB_API_URL", github_fake.url)
     launcher.env("SPOT_BREAKER_INTERRUPTIONS", "1")
     template = make_launch_template(look)
+    pooled = {"labels": ["ec2-session", "pooled"], "launch_template_id": template, "pool": {"stopped": 1, "hot": 1}}
     launcher.env(
         "PROFILES",
-        json.dumps({"small": {"labels": ["ec2-session"], "launch_template_id": template, "market": "spot-first"}}),
+        json.dumps(
+            {
+                "small": {"labels": ["ec2-session"], "launch_template_id": template, "market": "spot-first"},
+                "pooled": pooled,
+            }
+        ),
     )
     launcher.github = github_fake
     return launcher
@@ -95,6 +102,7 @@ def drive_every_counting_path(launcher, look, github):
     started = datetime.now(UTC)
     in_progress = workflow_job("in_progress", 5, labels=["ec2-session"], created_at=started, started_at=started)
     launcher(github_event(in_progress, "p5"))  # QueueLatency
+    drive_the_pools(launcher, queued)
     _, other = launcher(url_event("POST", "/sessions", {}))
     launcher(release_event(other["session"]))  # SessionsReleased (a route)
     github.add_delivery("lost", status_code=502)
@@ -108,6 +116,21 @@ def drive_every_counting_path(launcher, look, github):
     expired = name_expiring("ec2-test-runner", -timedelta(hours=1), datetime.now(UTC))
     seed(look, REGION, expired)
     load_handler("collector").lambda_handler(load_event("collector-scheduled.json"), LambdaContext())  # the sweep's
+
+
+def drive_the_pools(launcher, queued):
+    """A pool fills and gets ready, a job claims its hot instance, the next misses, a fill fails, one ages out."""
+    import warm_pool
+
+    pool_pass = {"source": "ec2-sessions.scheduler", "detail-type": "Scheduled Event", "detail": {"pass": "pool"}}
+    launcher.module.lambda_handler(pool_pass, LambdaContext())  # fills
+    launcher.module.lambda_handler(pool_pass, LambdaContext())  # PoolReady (the hot one runs, its checks ok)
+    launcher(queued(7, labels=["ec2-session", "pooled"]))  # PoolClaims
+    launcher(queued(8, labels=["ec2-session", "pooled"]))  # PoolMisses (the stopped one never powered off)
+    later = datetime.now(UTC)
+    warm_pool.upkeep(load_launcher(), later + timedelta(minutes=11), lambda: 50.0)  # PoolFillFailed; refills
+    warm_pool.upkeep(load_launcher(), later + timedelta(minutes=12), lambda: 50.0)  # the new hot one is ready
+    warm_pool.upkeep(load_launcher(), later + timedelta(minutes=740), lambda: 50.0)  # PoolReplaced (age)
 
 
 def test_every_dashboard_and_alarm_metric_is_one_the_functions_write(launcher, look, capsys, monkeypatch):

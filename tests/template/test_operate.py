@@ -67,6 +67,11 @@ CONTRACT = _contract(
     ("SweepSeconds",),
     ("BudgetLeft",),
     ("RemovedGiB", "kind"),
+    ("PoolClaims", "profile", "kind"),
+    ("PoolMisses", "profile"),
+    ("PoolReady", "profile", "state"),
+    ("PoolFillFailed", "profile"),
+    ("PoolReplaced", "profile", "reason"),
 )
 # What the design asks the dashboard to show.
 DESIGN_SHOWS = {
@@ -87,6 +92,11 @@ DESIGN_SHOWS = {
     "Failed",
     "SweepSeconds",
     "BudgetLeft",
+    "PoolClaims",
+    "PoolMisses",
+    "PoolReady",
+    "PoolFillFailed",
+    "PoolReplaced",
 }
 # SELECT SUM(Name) FROM SCHEMA("namespace", "dimension", ...): a Metrics Insights query over an exact dimension set.
 _INSIGHTS = re.compile(r"^SELECT (?P<stat>\w+)\((?P<name>\w+)\) FROM SCHEMA\((?P<schema>[^)]*)\)$")
