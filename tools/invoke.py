@@ -25,10 +25,12 @@ import sys
 from pathlib import Path
 from typing import IO
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "clients")]
+
+from ec2_sessions.summary import summary_table  # noqa: E402
 
 from tools.lambda_runtime import LOGICAL_IDS, LambdaContext, env_vars_file, load_handler, template_environment  # noqa: E402
-from tools.report import summary_table  # noqa: E402
 
 
 def invoke(

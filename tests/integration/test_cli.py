@@ -1,7 +1,7 @@
 """The ``ec2-sessions`` command as an operator runs it: a process of its own, against the tests' moto server.
 
 Each test starts the console script the venv holds (``make install``
-creates it), or ``python -m tools.operate`` where it is missing, with
+creates it), or ``python -m ec2_sessions`` where it is missing, with
 nothing but fake credentials and the server's endpoint in its environment,
 and reads its exit status, its output and its one-line errors. A process
 start costs about a second, so each test runs as few commands as its story
@@ -22,6 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from ec2_sessions import Refused
+from ec2_sessions.cli import main
+from ec2_sessions.summary import find_summary, summary_table
 from session_naming import GITHUB_JOB_TAG, GITLAB_JOB_TAG, KEEP_TAG, PROFILE_TAG
 from slots import Slots
 
@@ -29,8 +32,6 @@ from tests.support.function_url import SECRET
 from tests.support.seed import inventory, name_expiring, seed
 from tools.local_stack import make_launcher_stack
 from tools.offline import FAKE_AWS
-from tools.operate import Refused, find_summary, main
-from tools.report import summary_table
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "ec2-sessions"
@@ -52,10 +53,10 @@ def ec2_sessions(aws, *args: str, stdin: str = "", **env: str) -> subprocess.Com
     ``PYTHONPATH`` is this checkout, so a console script installed from
     another checkout into a shared venv still runs the code under test.
     """
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tools.operate"]
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "ec2_sessions"]
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(ROOT / "clients"),
         **FAKE_AWS,
         "AWS_ENDPOINT_URL": aws.url,
         "SESSION_BASES": "ec2-test-runner",  # the stack's bases: what a release may touch

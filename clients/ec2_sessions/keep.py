@@ -1,0 +1,55 @@
+"""Keep a session (or stop keeping it): the keep tag on every resource it owns, of every kind, in every region."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from session_naming import KEEP_TAG, SessionName
+from session_naming.resources import KEY_PAIRS, ORDER, Clients
+
+from ec2_sessions import Refused
+
+
+def set_keep(client: Clients, regions: Iterable[str], name: SessionName, keep: bool) -> dict[str, int]:
+    """Tag (or untag) every resource of the session, of every kind, in every region; answer how many, by kind."""
+    tagged: dict[str, int] = {}
+    for region in regions:
+        for kind in ORDER:
+            found = kind.listing(client, region, [name])
+            if not found:
+                continue
+            if kind.service == "ssm":
+                ssm = client("ssm", region)
+                for parameter in found:
+                    if keep:
+                        ssm.add_tags_to_resource(
+                            ResourceType="Parameter", ResourceId=parameter.ident, Tags=[_keep_tag()]
+                        )
+                    else:
+                        ssm.remove_tags_from_resource(
+                            ResourceType="Parameter", ResourceId=parameter.ident, TagKeys=[KEEP_TAG]
+                        )
+            else:
+                ec2 = client("ec2", region)
+                ids = _ec2_ids(ec2, kind.name, [f.ident for f in found])
+                if keep:
+                    ec2.create_tags(Resources=ids, Tags=[_keep_tag()])
+                else:
+                    ec2.delete_tags(Resources=ids, Tags=[{"Key": KEEP_TAG}])
+            tagged[kind.name] = tagged.get(kind.name, 0) + len(found)
+    if not tagged:
+        raise Refused(f"session {name} has no resources in {', '.join(regions)}: check its name and --regions")
+    return tagged
+
+
+def _keep_tag() -> Any:
+    """``ec2-sessions:keep=true`` in the shape EC2's and SSM's tagging calls both take."""
+    return {"Key": KEEP_TAG, "Value": "true"}
+
+
+def _ec2_ids(ec2: Any, kind: str, idents: list[str]) -> list[str]:
+    """What CreateTags takes: the deletion units name key pairs by name, tags want their ``key-...`` id."""
+    if kind != KEY_PAIRS.name:
+        return idents
+    return [pair["KeyPairId"] for pair in ec2.describe_key_pairs(KeyNames=idents)["KeyPairs"]]
