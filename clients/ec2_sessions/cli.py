@@ -18,13 +18,15 @@ import os
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 from ec2_sessions import PROG, Refused, UsageError
 
 if TYPE_CHECKING:
     from session_naming import SessionName
     from session_naming.settings import LauncherSettings
+
+    from ec2_sessions.release import StackTable
 
 USAGE = 2
 FAILED = 1
@@ -93,6 +95,7 @@ def run_keep(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str], o
     from ec2_sessions.summary import counts
 
     name = session_name(args.name)
+    owned_only(name.base, env)
     settings = settings_for(args, env, name.base)
     tagged = set_keep(clients.client, settings.regions, name, keep=args.command == "keep")
     done = "kept: tagged" if args.command == "keep" else "no longer kept: untagged"
@@ -108,7 +111,7 @@ def run_release(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]
     name = session_name(args.name)
     owned_only(name.base, env)
     settings = settings_for(args, env, name.base)
-    report = release(clients.client, settings, name, slots_for(settings, env))
+    report = release(clients.client, settings, name, stack_table(settings, env))
     print(release_line(report), file=out)
     return FAILED if report["failed"] else 0
 
@@ -128,7 +131,7 @@ def run_expire(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str],
         print(f"would release {len(sessions)} session(s); nothing changed (add --yes to release)", file=out)
         return 0
     names = [session.name for session in sessions]
-    released, refused, failed = release_all(clients.client, settings, names, slots_for(settings, env), out)
+    released, refused, failed = release_all(clients.client, settings, names, stack_table(settings, env), out)
     print(f"{released} released, {refused} refused, {failed} with failures", file=out)
     return FAILED if refused or failed else 0
 
@@ -183,8 +186,8 @@ def _profile_region() -> str | None:
     return boto3.session.Session().region_name
 
 
-def slots_for(settings: LauncherSettings, env: Mapping[str, str]) -> Any | None:
-    """The stack's live-session slots when ``IDEMPOTENCY_TABLE`` names its table, so a release frees its slot.
+def stack_table(settings: LauncherSettings, env: Mapping[str, str]) -> StackTable | None:
+    """The stack's table when ``IDEMPOTENCY_TABLE`` names it, so a release frees its slots and re-pends its job.
 
     The table is the stack's, in the region of the usual AWS variables,
     whichever regions ``--regions`` names.
@@ -192,10 +195,11 @@ def slots_for(settings: LauncherSettings, env: Mapping[str, str]) -> Any | None:
     if settings.idempotency_table == NOT_READ_HERE:
         return None
     from session_naming import clients
-    from slots import Slots
+
+    from ec2_sessions.release import StackTable
 
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or _profile_region() or settings.region
-    return Slots(clients.client("dynamodb", region), settings.idempotency_table)
+    return StackTable(clients.client("dynamodb", region), settings.idempotency_table)
 
 
 def session_name(text: str) -> SessionName:
@@ -208,15 +212,15 @@ def session_name(text: str) -> SessionName:
 
 
 def owned_only(base: str | None, env: Mapping[str, str]) -> None:
-    """A release deletes only a base the stack owns: ``SESSION_BASES`` says which (the template's parameter).
+    """Only a base the stack owns is released, kept or unkept: ``SESSION_BASES`` says which (its parameter).
 
     An operator's credentials usually reach everything; the name typed is no
     proof that its base is this stack's (ec2test's or another stack's
-    sessions share the shape).
+    sessions share the shape, and a keep tag would stop their collector).
     """
     owned = [part.strip() for part in env.get("SESSION_BASES", "").split(",") if part.strip()]
     if not owned:
-        raise UsageError("set SESSION_BASES to the stack's bases (its SessionBases parameter) before releasing")
+        raise UsageError("set SESSION_BASES to the stack's bases (its SessionBases parameter)")
     if base not in owned:
         raise UsageError(f"base {base!r:.70} is not one of SESSION_BASES ({', '.join(owned)}): not this stack's")
 

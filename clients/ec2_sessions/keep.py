@@ -1,14 +1,27 @@
-"""Keep a session (or stop keeping it): the keep tag on every resource it owns, of every kind, in every region."""
+"""Keep a session (or stop keeping it): the keep tag on every resource it owns, of every kind, in every region.
+
+What a session owns is what its name or its session tag names, in any
+state: the collector's listings of volumes and network interfaces show only
+detached ones (an attached one is not the collector's to delete until its
+instance lets it go), but the session's launch template tags its instance's
+volumes and interfaces at creation, and those are kept with the rest.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from session_naming import KEEP_TAG, SessionName
-from session_naming.resources import KEY_PAIRS, ORDER, Clients
+from session_naming import KEEP_TAG, SESSION_TAG, SessionName
+from session_naming.resources import KEY_PAIRS, NETWORK_INTERFACES, ORDER, VOLUMES, Clients, Kind
 
 from ec2_sessions import Refused
+
+# The kinds whose deletion units list only detached resources: call, answer key, identifier, by session tag.
+ANY_STATE = {
+    VOLUMES.name: ("describe_volumes", "Volumes", "VolumeId"),
+    NETWORK_INTERFACES.name: ("describe_network_interfaces", "NetworkInterfaces", "NetworkInterfaceId"),
+}
 
 
 def set_keep(client: Clients, regions: Iterable[str], name: SessionName, keep: bool) -> dict[str, int]:
@@ -16,23 +29,21 @@ def set_keep(client: Clients, regions: Iterable[str], name: SessionName, keep: b
     tagged: dict[str, int] = {}
     for region in regions:
         for kind in ORDER:
-            found = kind.listing(client, region, [name])
+            found = owned(client, region, kind, name)
             if not found:
                 continue
             if kind.service == "ssm":
                 ssm = client("ssm", region)
                 for parameter in found:
                     if keep:
-                        ssm.add_tags_to_resource(
-                            ResourceType="Parameter", ResourceId=parameter.ident, Tags=[_keep_tag()]
-                        )
+                        ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=parameter, Tags=[_keep_tag()])
                     else:
                         ssm.remove_tags_from_resource(
-                            ResourceType="Parameter", ResourceId=parameter.ident, TagKeys=[KEEP_TAG]
+                            ResourceType="Parameter", ResourceId=parameter, TagKeys=[KEEP_TAG]
                         )
             else:
                 ec2 = client("ec2", region)
-                ids = _ec2_ids(ec2, kind.name, [f.ident for f in found])
+                ids = _ec2_ids(ec2, kind.name, found)
                 if keep:
                     ec2.create_tags(Resources=ids, Tags=[_keep_tag()])
                 else:
@@ -41,6 +52,16 @@ def set_keep(client: Clients, regions: Iterable[str], name: SessionName, keep: b
     if not tagged:
         raise Refused(f"session {name} has no resources in {', '.join(regions)}: check its name and --regions")
     return tagged
+
+
+def owned(client: Clients, region: str, kind: Kind[Any], name: SessionName) -> list[str]:
+    """The identifiers of the session's resources of ``kind`` in ``region``, in any state."""
+    if kind.name not in ANY_STATE:
+        return [found.ident for found in kind.listing(client, region, [name])]
+    call, key, ident = ANY_STATE[kind.name]
+    by_tag = [{"Name": f"tag:{SESSION_TAG}", "Values": [str(name)]}]
+    pages = client("ec2", region).get_paginator(call).paginate(Filters=by_tag)
+    return [item[ident] for page in pages for item in page[key]]
 
 
 def _keep_tag() -> Any:

@@ -75,7 +75,7 @@ def counts(by_kind: Mapping[str, Any]) -> str:
 
 
 def summary_table(summary: dict) -> str:
-    """One row per kind, in the sweep's order (the summary's), summed over regions.
+    """One row per kind, in the sweep's order (the summary's), summed over regions, then what it removed.
 
     A logged summary too large for one log event keeps the first entries of
     each list and counts the rest under ``"more"`` (collector ``summary_for_log``):
@@ -96,4 +96,16 @@ def summary_table(summary: dict) -> str:
         rows.append((kind, str(deleted), kept, str(failed)))
     mode = "dry run: nothing deleted, 'deleted' is what would go" if summary["dry_run"] else "real run"
     cut = f"; cut short ({summary['cut_short']}), the next run continues" if summary["cut_short"] else ""
-    return "\n".join([*table(rows), f"({mode}{cut})"])
+    return "\n".join([*table(rows), *removed_line(summary), f"({mode}{cut})"])
+
+
+def removed_line(summary: dict) -> list[str]:
+    """What the sweep removed, to price it: GiB of volumes and snapshots, and Elastic IP addresses."""
+    removed = summary.get("removed")
+    if not isinstance(removed, dict):
+        return []
+    verb = "would remove" if summary["dry_run"] else "removed"
+    return [
+        f"{verb} {removed.get('volume_gib', 0):g} GiB of volumes, {removed.get('snapshot_gib', 0):g} GiB of snapshots, "
+        f"{removed.get('addresses', 0)} Elastic IP addresses"
+    ]
