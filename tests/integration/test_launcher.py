@@ -156,10 +156,13 @@ def test_unknown_session_or_route_is_404(launcher, path):
         ("POST", "/Sessions"),
         ("DELETE", "/github"),
         ("GET", "/gitlab"),
+        ("POST", "/gitlab/"),  # a trailing slash: the path is wrong, not the secret
+        ("POST", "/github/"),
     ],
 )
 def test_a_route_answers_only_its_own_method_and_exact_path(launcher, look, method, path):
-    scheme = "gitlab" if path == "/gitlab" else "github"  # signed as the path asks: authentication comes first
+    # Signed as the route the path names asks (authentication comes first), a trailing slash or not.
+    scheme = "gitlab" if path.rstrip("/") == "/gitlab" else "github"
 
     status, body = launcher(url_event(method, path, {}, scheme=scheme))
 
