@@ -50,7 +50,7 @@ define locked_venv
 	@touch $(1)/.installed
 endef
 
-.PHONY: help install lock demo local test suite lint typecheck template-check build invoke sign credentials \
+.PHONY: help install lock demo local deliver test suite lint typecheck template-check build invoke sign credentials \
   deploy delete soak bench clean
 
 help: ## List the targets
@@ -83,8 +83,11 @@ lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: n
 demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded moto server, no AWS account
 	$(PY) tools/demo.py
 
-local: $(VENV)/.installed ## Serve the launcher's Function URL on 127.0.0.1:PORT (8787) over embedded moto; Ctrl-C stops [SECRET=...]
-	@PORT=$(PORT) $(PY) tools/local_server.py
+local: $(VENV)/.installed ## Serve the launcher's Function URL on 127.0.0.1:PORT (8787) over embedded moto; Ctrl-C stops [SECRET=...] [GITHUB=1]
+	@PORT=$(PORT) $(PY) tools/local_server.py $(if $(filter-out 0,$(GITHUB)),--github)
+
+deliver: $(VENV)/.installed ## Send a sample event over HTTP to EC2_SESSIONS_URL (make local's), signed with EC2_SESSIONS_SECRET: EVENT=events/...
+	@$(PY) tools/deliver.py $(EVENT)
 
 test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typecheck, template checks, build
 	@# The suite starts once its environment is ready, while the others install and the template is checked.

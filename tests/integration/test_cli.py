@@ -1,8 +1,9 @@
 """The ``ec2-sessions`` command as an operator runs it: a process of its own, against the tests' moto server.
 
 Each test starts the console script the venv holds (``make install``
-creates it), or ``python -m ec2_sessions`` where it is missing, with
-nothing but fake credentials and the server's endpoint in its environment,
+creates it), or ``python -m ec2_sessions`` where it is missing
+(``tests/support/command.py``), with nothing but AWS's variables (fake
+credentials, the region, the server's endpoint) and ``PATH`` in its environment,
 and reads its exit status, its output and its one-line errors. A process
 start costs about a second, so each test runs as few commands as its story
 needs. Shapes of input no process is needed for (the summary's wrappings)
@@ -16,10 +17,8 @@ import gzip
 import importlib
 import json
 import subprocess
-import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from ec2_sessions import Refused
@@ -29,13 +28,12 @@ from jobs import JobLedger
 from session_naming import GITHUB_JOB_TAG, GITLAB_JOB_TAG, KEEP_TAG, PROFILE_TAG, SESSION_TAG
 from slots import Slots
 
+from tests.support.command import ROOT, run_ec2_sessions
 from tests.support.function_url import SECRET
 from tests.support.seed import inventory, name_expiring, seed
 from tools.local_stack import make_launcher_stack
 from tools.offline import FAKE_AWS
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = Path(sys.executable).parent / "ec2-sessions"
 REGION = FAKE_AWS["AWS_REGION"]
 BASE = "ec2-test-runner"
 SUMMARY = {
@@ -53,24 +51,16 @@ def ec2_sessions(aws, *args: str, stdin: str = "", **env: str) -> subprocess.Com
 
     Its environment is an operator's shell: AWS's variables (fake
     credentials, the region, the endpoint), ``PATH`` and the command's own
-    settings, nothing of Lambda's or Powertools'. Where the console script
-    is missing, ``python -m`` runs the package from this checkout.
+    settings, nothing of Lambda's or Powertools'.
     """
-    if SCRIPT.exists():
-        command, path = [str(SCRIPT)], {}
-    else:
-        command, path = [sys.executable, "-m", "ec2_sessions"], {"PYTHONPATH": str(ROOT / "clients")}
     env = {
         "PATH": "/usr/bin:/bin",
-        **path,
         **{name: value for name, value in FAKE_AWS.items() if name.startswith("AWS_")},
         "AWS_ENDPOINT_URL": aws.url,
         "SESSION_BASES": "ec2-test-runner",  # the stack's bases: what a release may touch
         **env,
     }
-    done = subprocess.run(  # noqa: S603 (our own command)
-        [*command, *args], input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False
-    )
+    done = run_ec2_sessions(*args, env=env, stdin=stdin)
     assert "Traceback" not in done.stderr, done.stderr
     return done
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ SERVER = ROOT / "tools" / "local_server.py"
 class LocalServer:
     url: str
     secret: str
+    aws_endpoint_url: str
     process: subprocess.Popen[str]
 
     def stop(self) -> int:
@@ -37,12 +39,15 @@ class LocalServer:
             raise
 
 
-def start_local_server(**env: str) -> LocalServer:
-    """Start the server on a free port and wait for its two lines; ``env`` adds to the environment (``SECRET``)."""
+def start_local_server(*, github: bool = False, **env: str) -> LocalServer:
+    """Start the server on a free port and wait for its three lines; ``env`` adds to the environment (``SECRET``).
+
+    ``github``: with the stand-in for GitHub's App API (``make local GITHUB=1``).
+    """
     # Its logs go to a file (a pipe nobody reads could fill and stall it), read only if it does not start.
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(  # noqa: S603 (this interpreter, our own script)
-            [sys.executable, str(SERVER), "--port", "0"],
+            [sys.executable, str(SERVER), "--port", "0", *(["--github"] if github else [])],
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -50,10 +55,14 @@ def start_local_server(**env: str) -> LocalServer:
             env={**os.environ, **env},
         )
         assert process.stdout is not None
-        lines = [process.stdout.readline().rstrip("\n") for _ in range(2)]
-        if not (lines[0].startswith("url=http://127.0.0.1:") and lines[1].startswith("secret=")):
+        stdout, lines = process.stdout, []
+        reader = threading.Thread(target=lambda: lines.extend(stdout.readline().rstrip("\n") for _ in range(3)))
+        reader.start()
+        reader.join(timeout=60)  # a server that never says where it listens fails the test, not the run
+        keys = [line.partition("=")[0] for line in lines]
+        if keys != ["url", "secret", "aws_endpoint_url"] or not lines[0].startswith("url=http://127.0.0.1:"):
             process.kill()
             process.wait()
             log.seek(0)
             raise RuntimeError(f"make local did not start: {lines!r}\n{log.read().decode(errors='replace')[-2000:]}")
-    return LocalServer(lines[0].removeprefix("url="), lines[1].removeprefix("secret="), process)
+    return LocalServer(*(line.partition("=")[2] for line in lines), process)
