@@ -28,31 +28,35 @@ class LocalServer:
     process: subprocess.Popen[str]
 
     def stop(self) -> int:
-        """SIGTERM, as a CI runner or ``kill`` stops it; answers the exit status."""
+        """SIGTERM to its process group (``make`` and the server it runs), as Ctrl-C or ``kill`` stops it;
+        answers the exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            os.killpg(self.process.pid, signal.SIGTERM)
         try:
             return self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
             raise
 
 
-def start_local_server(*, github: bool = False, **env: str) -> LocalServer:
+def start_local_server(*, github: bool = False, command: list[str] | None = None, **env: str) -> LocalServer:
     """Start the server on a free port and wait for its three lines; ``env`` adds to the environment (``SECRET``).
 
-    ``github``: with the stand-in for GitHub's App API (``make local GITHUB=1``).
+    ``github``: with the stand-in for GitHub's App API (``make local GITHUB=1``). ``command``: how to start
+    it instead (the README's ``make local`` line, say), with ``PORT=0`` in its environment.
     """
     # Its logs go to a file (a pipe nobody reads could fill and stall it), read only if it does not start.
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(  # noqa: S603 (this interpreter, our own script)
-            [sys.executable, str(SERVER), "--port", "0", *(["--github"] if github else [])],
+        process = subprocess.Popen(  # noqa: S603 (this interpreter and our own script, or the docs' command)
+            command or [sys.executable, str(SERVER), "--port", "0", *(["--github"] if github else [])],
+            cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, **env},
+            env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")} | {"PORT": "0", **env},
+            start_new_session=True,  # its own process group: stop() ends make and the server together
         )
         assert process.stdout is not None
         stdout, lines = process.stdout, []
@@ -61,7 +65,7 @@ def start_local_server(*, github: bool = False, **env: str) -> LocalServer:
         reader.join(timeout=60)  # a server that never says where it listens fails the test, not the run
         keys = [line.partition("=")[0] for line in lines]
         if keys != ["url", "secret", "aws_endpoint_url"] or not lines[0].startswith("url=http://127.0.0.1:"):
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             log.seek(0)
             raise RuntimeError(f"make local did not start: {lines!r}\n{log.read().decode(errors='replace')[-2000:]}")
