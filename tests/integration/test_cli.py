@@ -17,6 +17,7 @@ import gzip
 import importlib
 import json
 import subprocess
+import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
 
@@ -77,6 +78,17 @@ def test_the_console_script_make_install_creates_runs_the_commands_main():
     module, _, function = scripts["ec2-sessions"].partition(":")
 
     assert getattr(importlib.import_module(module), function) is main
+
+
+def test_the_install_holds_the_command_and_no_package_called_tools(tmp_path):
+    """What users run is installed (clients/ec2_sessions); the developers' aids (tools/) stay in the checkout."""
+    probe = "import importlib.util as u; print(u.find_spec('ec2_sessions').origin, u.find_spec('tools'))"
+
+    done = subprocess.run(  # noqa: S603 (this interpreter)
+        [sys.executable, "-c", probe], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
+
+    assert done.stdout.split() == [str(ROOT / "clients" / "ec2_sessions" / "__init__.py"), "None"], done.stderr
 
 
 @pytest.mark.parametrize(
