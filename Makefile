@@ -101,10 +101,11 @@ lint: $(VENV)/.installed ## ruff check and format check; shellcheck (the dev loc
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/shellcheck clients/ec2-session $(wildcard image/*.sh)
 
-typecheck: $(VENV)/.installed ## mypy: the layer strictly, each function (own run: both have app.py) normally
+typecheck: $(VENV)/.installed ## mypy: the layer strictly, each function (own run: both have app.py) and the command normally
 	$(VENV)/bin/mypy layers/session_naming/session_naming
 	$(VENV)/bin/mypy functions/collector
 	$(VENV)/bin/mypy functions/launcher
+	MYPYPATH=functions/launcher $(VENV)/bin/mypy clients/ec2_sessions
 
 template-check: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, sam build + smoke test
 	$(SAM_VENV)/bin/cfn-lint template.yaml

@@ -10,18 +10,15 @@ volumes and interfaces at creation, and those are kept with the rest.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from session_naming import KEEP_TAG, SESSION_TAG, SessionName
 from session_naming.resources import KEY_PAIRS, NETWORK_INTERFACES, ORDER, VOLUMES, Clients, Kind
 
 from ec2_sessions import Refused
 
-# The kinds whose deletion units list only detached resources: call, answer key, identifier, by session tag.
-ANY_STATE = {
-    VOLUMES.name: ("describe_volumes", "Volumes", "VolumeId"),
-    NETWORK_INTERFACES.name: ("describe_network_interfaces", "NetworkInterfaces", "NetworkInterfaceId"),
-}
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
 
 
 def set_keep(client: Clients, regions: Iterable[str], name: SessionName, keep: bool) -> dict[str, int]:
@@ -55,13 +52,20 @@ def set_keep(client: Clients, regions: Iterable[str], name: SessionName, keep: b
 
 
 def owned(client: Clients, region: str, kind: Kind[Any], name: SessionName) -> list[str]:
-    """The identifiers of the session's resources of ``kind`` in ``region``, in any state."""
-    if kind.name not in ANY_STATE:
+    """The identifiers of the session's resources of ``kind`` in ``region``, in any state.
+
+    The deletion units list volumes and interfaces only once detached; here
+    they are listed by their session tag whatever their state.
+    """
+    if kind.name not in (VOLUMES.name, NETWORK_INTERFACES.name):
         return [found.ident for found in kind.listing(client, region, [name])]
-    call, key, ident = ANY_STATE[kind.name]
-    by_tag = [{"Name": f"tag:{SESSION_TAG}", "Values": [str(name)]}]
-    pages = client("ec2", region).get_paginator(call).paginate(Filters=by_tag)
-    return [item[ident] for page in pages for item in page[key]]
+    ec2 = client("ec2", region)
+    by_tag: list[FilterTypeDef] = [{"Name": f"tag:{SESSION_TAG}", "Values": [str(name)]}]
+    if kind.name == VOLUMES.name:
+        volumes = ec2.get_paginator("describe_volumes").paginate(Filters=by_tag)
+        return [volume["VolumeId"] for page in volumes for volume in page["Volumes"]]
+    interfaces = ec2.get_paginator("describe_network_interfaces").paginate(Filters=by_tag)
+    return [interface["NetworkInterfaceId"] for page in interfaces for interface in page["NetworkInterfaces"]]
 
 
 def _keep_tag() -> Any:
