@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from errors import SessionKept, SessionNotFound
 from session_naming import SessionName
@@ -25,6 +25,10 @@ from session_naming.settings import LauncherSettings
 
 from ec2_sessions import PROG, Refused
 from ec2_sessions.summary import counts
+
+if TYPE_CHECKING:
+    from jobs import JobLedger
+    from slots import Slots
 
 # What the launcher's code reads of Lambda's environment, as the command runs it: its logger at warning
 # level, and a namespace for the metric lines it prints (which go nowhere: no agent reads a shell's output).
@@ -38,12 +42,12 @@ class StackTable:
     dynamodb: Any
     name: str
 
-    def slots(self) -> Any:
+    def slots(self) -> Slots:
         from slots import Slots
 
         return Slots(self.dynamodb, self.name)
 
-    def ledger(self) -> Any:
+    def ledger(self) -> JobLedger:
         from jobs import JobLedger
 
         return JobLedger(self.dynamodb, self.name)
