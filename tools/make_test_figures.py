@@ -104,7 +104,8 @@ def run_fresh_clone() -> tuple[str, float]:
     """``.ci/run`` in a fresh clone of HEAD: its output (also passed through to standard error) and seconds."""
     with tempfile.TemporaryDirectory(prefix="ec2-sessions-figures-") as folder:
         clone = Path(folder) / "ec2-sessions"
-        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)  # noqa: S603, S607
+        git(["clone", "--quiet", "--no-checkout", str(ROOT), str(clone)])
+        git(["checkout", "--quiet", git(["rev-parse", "HEAD"], cwd=ROOT)], cwd=clone)  # the very commit measured
         env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "VIRTUAL_ENV")}
         started = time.monotonic()
         process = subprocess.Popen(  # noqa: S603 (the clone's own CI script)
@@ -125,6 +126,11 @@ def run_fresh_clone() -> tuple[str, float]:
     if status != 0:
         raise Failed(f".ci/run exited {status}")
     return "".join(output), seconds
+
+
+def git(args: list[str], cwd: Path | None = None) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)  # noqa: S603, S607
+    return done.stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
