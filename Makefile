@@ -39,16 +39,19 @@ PORT ?= 8787
 # `make lock UPGRADE=1` moves everything to the newest versions allowed.
 UV_COMPILE := $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.13 \
   --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
-# A virtual environment from its lock: $(call locked_venv,<folder>,<lock>[,<then run this in it>])
+# A virtual environment from its lock: $(call locked_venv,<folder>,<lock>[,<then run this in it>]).
+# Everything it prints goes to standard error: `make invoke`'s standard output is the handler's answer alone,
+# even when its first run installs the environments.
 define locked_venv
 	@test -n "$(PYTHON)" || { echo "Python 3.13 is required" >&2; exit 1; }
-	$(PYTHON) -m venv $(1)
-	$(1)/bin/pip install --quiet --require-hashes -r $(2)
-	$(3)
-	touch $(1)/.installed
+	@echo "installing $(1) from $(2)" >&2
+	@{ $(PYTHON) -m venv $(1) && $(1)/bin/pip install --quiet --require-hashes -r $(2); } >&2
+	@$(3) >&2
+	@touch $(1)/.installed
 endef
 
-.PHONY: help install packer lock demo local test suite lint typecheck template-check build invoke sign deploy delete soak bench clean
+.PHONY: help install packer lock demo local deliver test suite lint typecheck template-check build invoke sign \
+  credentials deploy delete soak bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -92,8 +95,11 @@ lock: $(LOCK_VENV)/.installed ## Refresh every lock from its input (UPGRADE=1: n
 demo: $(VENV)/.installed ## Demo: launch sessions, age some, sweep; embedded moto server, no AWS account
 	$(PY) tools/demo.py
 
-local: $(VENV)/.installed ## Serve the launcher's Function URL on 127.0.0.1:PORT (8787) over embedded moto; Ctrl-C stops [SECRET=...]
-	@PORT=$(PORT) $(PY) tools/local_server.py
+local: $(VENV)/.installed ## Serve the launcher's Function URL on 127.0.0.1:PORT (8787) over embedded moto; Ctrl-C stops [SECRET=...] [GITHUB=1]
+	@PORT=$(PORT) $(PY) tools/local_server.py $(if $(filter-out 0,$(GITHUB)),--github)
+
+deliver: $(VENV)/.installed ## Send a sample event over HTTP to EC2_SESSIONS_URL (make local's), signed with EC2_SESSIONS_SECRET: EVENT=events/...
+	@$(PY) tools/deliver.py $(EVENT)
 
 test: ## Everything: the suite (IAM against AWS's IAM database too), lint, typecheck, template checks, build
 	@# The suite starts once its environment is ready, while the others install and the template is checked.
@@ -105,15 +111,16 @@ ORDER_SEED ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo 0)
 suite: $(VENV)/.installed $(SAM_VENV)/.installed node_modules/.installed packer ## pytest alone, in the commit's shuffled order (ORDER_SEED=...): unit, integration, template, reliability, tools
 	$(PY) -m pytest --random-order-bucket=module --random-order-seed=$(ORDER_SEED)
 
-lint: $(VENV)/.installed ## ruff check and format check; shellcheck on the POSIX sh scripts
+lint: $(VENV)/.installed ## ruff check and format check; shellcheck (the dev lock's) on the client and the image's scripts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/shellcheck -s sh clients/ec2-session image/provision.sh image/warm-up
+	$(VENV)/bin/shellcheck clients/ec2-session $(wildcard image/*.sh) image/warm-up
 
-typecheck: $(VENV)/.installed ## mypy: the layer strictly, each function (own run: both have app.py) normally
+typecheck: $(VENV)/.installed ## mypy: the layer strictly, each function (own run: both have app.py) and the command normally
 	$(VENV)/bin/mypy layers/session_naming/session_naming
 	$(VENV)/bin/mypy functions/collector
 	$(VENV)/bin/mypy functions/launcher
+	MYPYPATH=functions/launcher $(VENV)/bin/mypy clients/ec2_sessions
 
 template-check: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installed ## cfn-lint, sam validate --lint, checkov, sam build + smoke test
 	$(SAM_VENV)/bin/cfn-lint template.yaml
@@ -124,13 +131,18 @@ template-check: $(VENV)/.installed $(SAM_VENV)/.installed $(SCAN_VENV)/.installe
 build: $(VENV)/.installed $(SAM_VENV)/.installed ## sam build for deployment (arm64 unless ARCH=x86_64)
 	$(SAM) build --parameter-overrides Architecture=$(or $(ARCH),arm64)
 
-.aws-sam/host-build/template.yaml: template.yaml $(shell find functions layers -name '*.py' -o -name requirements.txt) | $(VENV)/.installed $(SAM_VENV)/.installed
-	$(SAM) build --build-dir .aws-sam/host-build --cache-dir .aws-sam/host-cache --cached \
-	  --parameter-overrides Architecture=$(HOST_ARCH)
+# make invoke's build: its output (and make's echo of it) on standard error, the answer alone on standard output.
+HOST_BUILD ?= .aws-sam/host-build
+$(HOST_BUILD)/template.yaml: template.yaml $(shell find functions layers -name '*.py' -o -name requirements.txt) | $(VENV)/.installed $(SAM_VENV)/.installed
+	@echo "sam build for $(HOST_ARCH) into $(HOST_BUILD)" >&2
+	@$(SAM) build --build-dir $(HOST_BUILD) --cache-dir .aws-sam/host-cache --cached \
+	  --parameter-overrides Architecture=$(HOST_ARCH) >&2
 
-invoke: .aws-sam/host-build/template.yaml ## Run a handler in-process like `sam local invoke`: FUNCTION=collector|launcher EVENT=events/... [ENV_VARS=file]; stdout: its answer alone
-	$(PY) tools/invoke.py --function $(FUNCTION) --event $(or $(EVENT),events/collector-dry-run.json) \
-	  $(if $(ENV_VARS),--env-vars $(ENV_VARS)) --build-dir .aws-sam/host-build
+# Exit status: 0 when the answer is a 2xx (or the collector's summary); non-zero otherwise. tools/invoke.py
+# says which (1: a 4xx or 5xx answer, or the handler raised; 2: bad usage), but make turns any failure into 2.
+invoke: $(HOST_BUILD)/template.yaml ## Run a handler in-process like `sam local invoke`: FUNCTION=collector|launcher EVENT=events/... [ENV_VARS=file]; stdout: its answer alone
+	@$(PY) tools/invoke.py --function $(FUNCTION) --event $(or $(EVENT),events/collector-dry-run.json) \
+	  $(if $(ENV_VARS),--env-vars $(ENV_VARS)) --build-dir $(HOST_BUILD)
 
 sign: $(VENV)/.installed ## Sign a launcher event into .aws-sam/signed/ and print its path: EVENT=events/... with SECRET in the environment [SCHEME=auto|standard|github|both]
 	@# The secret stays in the environment: on a command line (this recipe's, python's) every user could read it.
@@ -141,7 +153,11 @@ SAMCONFIG ?= samconfig.toml
 DEPLOYED_BEFORE = awk '/^\[/ { section = $$0 } section == "[default.deploy.parameters]" && /^stack_name *=/ { found = 1 } \
   END { exit !found }' $(SAMCONFIG)
 
-deploy: build ## sam deploy: guided the first time (answers saved to samconfig.toml), then as saved; GUIDED=1 asks again
+credentials: $(VENV)/.installed
+	@$(PY) tools/check_credentials.py
+
+# credentials first: without them, one line, before anything is built or asked.
+deploy: credentials build ## sam deploy: guided the first time (answers saved to samconfig.toml), then as saved; GUIDED=1 asks again
 	@if [ -z "$(GUIDED)" ] && $(DEPLOYED_BEFORE); then \
 	  echo "sam deploy with the answers in $(SAMCONFIG) (GUIDED=1 to be asked again)"; \
 	  $(SAM) deploy --config-file $(SAMCONFIG); \

@@ -13,8 +13,8 @@ import subprocess
 import sys
 
 from aws import fake_environment
+from paths import ROOT
 from report import Row
-from run import ROOT
 
 LAYER = ROOT / "layers/session_naming"
 TARGETS = {

@@ -34,8 +34,8 @@ from datetime import UTC, datetime, timedelta
 import launcher_bench
 import urllib3
 from aws import factory, fake_environment
+from paths import ROOT
 from report import Row
-from run import ROOT
 from session_naming import SessionName, clients, session_tags
 from session_naming import github as github_module
 from session_naming.settings import load_launcher

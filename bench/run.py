@@ -35,18 +35,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# The import path, set once: layer, both functions, the repository (tests.support), bench.
-PATHS = [
-    ROOT / "layers/session_naming",
-    ROOT / "functions/collector",
-    ROOT / "functions/launcher",
-    ROOT,
-    ROOT / "bench",
-]
-for _path in reversed(PATHS):
+from paths import PATHS
+
+for _path in reversed(PATHS):  # the import path, set once (paths.py)
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 

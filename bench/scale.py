@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 from account import BASE, DAY
 from aws import fake_environment
+from paths import ROOT
 from report import Row
-from run import ROOT
 
 from tests.support.seed import name_expiring, seed
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "session_naming"), str(ROOT / "functions" / "launcher")]
+sys.path[:0] = [str(ROOT / folder) for folder in (".", "clients", "layers/session_naming", "functions/launcher")]
 
 from tools.offline import go_offline  # noqa: E402
 
@@ -24,11 +24,12 @@ go_offline(POWERTOOLS_LOG_LEVEL="WARNING")
 
 import io  # noqa: E402
 
+from ec2_sessions.summary import summary_table  # noqa: E402
+
 from tools.invoke import invoke as invoke_handler  # noqa: E402
 from tools.lambda_runtime import template_environment  # noqa: E402
 from tools.local_stack import make_launcher_stack  # noqa: E402
 from tools.moto_server import MotoServer  # noqa: E402
-from tools.report import summary_table  # noqa: E402
 from tools.sign import resign  # noqa: E402
 
 SECRET = "DemoWebhookSecretNotForProduction0123456789abcde"  # noqa: S105 (the demo's own moto secret)

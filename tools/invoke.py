@@ -10,9 +10,11 @@ account of the caller's credentials; the runner says which before it starts.
 Standard output carries the handler's answer as JSON and nothing else, so it
 can be piped (``| jq``): the handler's logs and metrics, which Powertools
 writes to standard output as Lambda expects, go to standard error here, as
-do this runner's own lines and a collector summary's table. Exit status: 0;
-1 when the handler raised or answered a status of 500 or more; 2 when the
-event or env-vars file cannot be used (one line naming it).
+do this runner's own lines and a collector summary's table. Exit status: 0
+when the answer is a 2xx (or has no status: the collector's summary); 1 when
+the handler answered a 4xx or 5xx or raised; 2 on bad usage: arguments, or
+an event or env-vars file that cannot be used (one line naming it). ``make
+invoke`` runs this and exits non-zero whenever it does (make's own 2).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import sys
 from pathlib import Path
 from typing import IO
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "clients")]
+
+from ec2_sessions.summary import summary_table  # noqa: E402
 
 from tools.lambda_runtime import LOGICAL_IDS, LambdaContext, env_vars_file, load_handler, template_environment  # noqa: E402
-from tools.report import summary_table  # noqa: E402
 
 
 def invoke(
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.function == "collector" and isinstance(response, dict) and "regions" in response:
         print(summary_table(response), file=sys.stderr)
     status = response.get("statusCode") if isinstance(response, dict) else None
-    if isinstance(status, int) and status >= 500:
+    if isinstance(status, int) and not 200 <= status < 300:
         print(f"make invoke: the handler answered {status}", file=sys.stderr)
         return 1
     return 0

@@ -1,6 +1,6 @@
 """``make local``: the launcher's Function URL on loopback, backed by an embedded moto server. No AWS account.
 
-    make local [PORT=8787] [SECRET=<webhook secret>]
+    make local [PORT=8787] [SECRET=<webhook secret>] [GITHUB=1]
 
 curl, ``clients/ec2-session`` and the CI examples need a URL that answers
 as the deployed Function URL does; this serves one at
@@ -8,14 +8,24 @@ as the deployed Function URL does; this serves one at
 event (payload format 2.0, built as Lambda builds it), the launcher's
 handler answers it in this process (imported as Lambda imports it), and its
 answer becomes the HTTP response. Behind it: the project's moto server with
-the stack's webhook secret and idempotency table (``tools/local_stack``), so
-sessions are made, de-duplicated and released for real, in moto.
+the stack's webhook secret and idempotency table (``tools/local_stack``),
+so sessions are made, de-duplicated and released for real, in moto; and
+what an operator adds after a deploy, a launch template and the profile
+``demo`` (labels ``[ec2-session]``) naming it, so ``{"instance": true}``
+and a job labelled ``ec2-session`` launch a machine. ``GITHUB=1`` also
+serves a stand-in for GitHub's App API on loopback (the tests' fake,
+``tests/support/github_fake.py``, on the time of day) with the App
+installed on the sample delivery's repository and its key in moto, so a
+``workflow_job`` delivery registers a just-in-time runner end to end
+(``make deliver EVENT=events/launcher-github-queued.json``).
 
-Standard output carries exactly two lines, ``url=...`` and ``secret=...``,
-once the server listens, so a script can read them and go on; everything
-else (the handler's logs and metrics, this server's own lines) goes to
-standard error. The launcher's settings are the template's defaults (bases
-``ec2-test-runner``), each overridden by the same variable in the caller's
+Standard output carries exactly three lines, ``url=...``, ``secret=...``
+and ``aws_endpoint_url=...`` (the moto server: ``AWS_ENDPOINT_URL`` for the
+``ec2-sessions`` command and the AWS CLI), once the server listens, so a
+script can read them and go on; everything else (the handler's logs and
+metrics, this server's own lines) goes to standard error. The launcher's
+settings are the template's defaults (bases ``ec2-test-runner``), the demo
+profile and the App, each overridden by the same variable in the caller's
 environment (``MAX_LIVE_SESSIONS=5 make local``). The secret is ``SECRET``
 from the environment, or a fresh one in Standard Webhooks' form (``whsec_``
 and base64 of 24 random bytes), so every scheme the launcher takes verifies
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -34,6 +45,7 @@ import sys
 import threading
 import traceback
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -231,6 +243,7 @@ def request_handler(launcher: Launcher) -> type[BaseHTTPRequestHandler]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8787), help="0: any free port")
+    parser.add_argument("--github", action="store_true", help="serve a stand-in for GitHub's App API too")
     args = parser.parse_args(argv)
     given = dict(os.environ)  # the caller's own settings, before this process adds fake credentials
     secret = given.get("SECRET") or new_secret()
@@ -239,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "make local: SECRET is not base64, so Standard Webhooks (the client's scheme) cannot verify",
             file=sys.stderr,
         )
-    stdout, sys.stdout = sys.stdout, sys.stderr  # the two lines go to stdout; every log and metric to stderr
+    stdout, sys.stdout = sys.stdout, sys.stderr  # the three lines go to stdout; every log and metric to stderr
     go_offline()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -249,16 +262,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from tools.cfn_template import load_template
     from tools.lambda_runtime import LOGICAL_IDS, load_handler, template_environment
-    from tools.local_stack import make_launcher_stack
+    from tools.local_stack import make_demo_profile, make_launcher_stack
     from tools.moto_server import MotoServer
 
-    with MotoServer() as moto:
+    with MotoServer() as moto, local_github(args.github) as github:
         os.environ["AWS_ENDPOINT_URL"] = moto.url
-        stack = make_launcher_stack(lambda service, region: boto3.client(service, region_name=region), secret, REGION)
+
+        def aws(service: str, region: str) -> Any:
+            return boto3.client(service, region_name=region)
+
         template = load_template()
-        env = {**template_environment("launcher", template), **DEFAULT_ENV}
+        env = {**template_environment("launcher", template), **DEFAULT_ENV, "PROFILES": make_demo_profile(aws, REGION)}
+        if github is not None:
+            env.update(github_app(github, aws))
         env.update({name: given[name] for name in env if given.get(name)})  # MAX_LIVE_SESSIONS=5 make local
-        env.update(stack)
+        env.update(make_launcher_stack(aws, secret, REGION))
         os.environ.update(env)
         timeout = float(template["Resources"][LOGICAL_IDS["launcher"]]["Properties"].get("Timeout", 30))
         launcher = Launcher(load_handler("launcher"), timeout)
@@ -271,15 +289,52 @@ def main(argv: list[str] | None = None) -> int:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="function-url", daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        stdout.write(f"url={url}\nsecret={secret}\n")
+        stdout.write(f"url={url}\nsecret={secret}\naws_endpoint_url={moto.url}\n")
         stdout.flush()
-        print(f"launcher Function URL on {url}, AWS on moto {moto.url} (bases {env['SESSION_BASES']}); Ctrl-C stops")
+        app = f", GitHub's App API stood in for on {github.url}" if github is not None else ""
+        print(f"launcher Function URL on {url}, AWS on moto {moto.url}{app} (bases {env['SESSION_BASES']})")
+        print(
+            f"operators: AWS_ENDPOINT_URL={moto.url} AWS_REGION={REGION} AWS_ACCESS_KEY_ID=local "
+            "AWS_SECRET_ACCESS_KEY=local ec2-sessions list; Ctrl-C stops"
+        )
         while not stop.wait(3600):
             pass
         print("stopping")
         server.shutdown()
         server.server_close()
     return 0
+
+
+@contextlib.contextmanager
+def local_github(serve: bool) -> Iterator[Any]:
+    """The tests' fake GitHub API on a free loopback port, its clock the time of day; ``None`` unless asked."""
+    if not serve:
+        yield None
+        return
+    import time
+
+    from tests.support.github_fake import Clock, GitHubFake
+
+    class TimeOfDay(Clock):
+        """The launcher signs its App JWTs with the time of day, which the fake checks: it keeps the same."""
+
+        def __call__(self) -> float:
+            return time.time()
+
+    with GitHubFake(TimeOfDay()) as fake:
+        yield fake
+
+
+def github_app(fake: Any, aws: Any) -> dict[str, str]:
+    """The App installed on the owner of the sample delivery's repository, its id and key in moto: the settings.
+
+    The owner and the installation are the sample's (``events/launcher-github-queued.json``),
+    so the sample, signed with this server's secret, is served as GitHub would have it served.
+    """
+    sample = json.loads(json.loads((ROOT / "events" / "launcher-github-queued.json").read_text())["body"])
+    fake.install(sample["repository"]["full_name"].split("/")[0], installation_id=sample["installation"]["id"])
+    arn = fake.app_secret(aws("secretsmanager", REGION))
+    return {"GITHUB_APP_SECRET_ARN": arn, "GITHUB_API_URL": fake.url}
 
 
 if __name__ == "__main__":

@@ -133,7 +133,9 @@ def answer(event: object, context: LambdaContext) -> Answer:
     request = read_request(event, settings.max_body_bytes)
     key = delivery_key(request)
     logger.append_keys(delivery=key)
-    schemes = SCHEMES.get(request.path, ("github", "standard"))
+    # A trailing slash names the same route's schemes: a hook sent to /gitlab/ with the right token is
+    # told its path is wrong (404), not its secret (401).
+    schemes = SCHEMES.get(request.path.rstrip("/"), ("github", "standard"))
     try:
         authenticate(request.headers, request.body, webhook_secret(settings), schemes, time.time())
     except SecretNotBase64:

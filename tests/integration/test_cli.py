@@ -1,8 +1,9 @@
 """The ``ec2-sessions`` command as an operator runs it: a process of its own, against the tests' moto server.
 
 Each test starts the console script the venv holds (``make install``
-creates it), or ``python -m tools.operate`` where it is missing, with
-nothing but fake credentials and the server's endpoint in its environment,
+creates it), or ``python -m ec2_sessions`` where it is missing
+(``tests/support/command.py``), with nothing but AWS's variables (fake
+credentials, the region, the server's endpoint) and ``PATH`` in its environment,
 and reads its exit status, its output and its one-line errors. A process
 start costs about a second, so each test runs as few commands as its story
 needs. Shapes of input no process is needed for (the summary's wrappings)
@@ -19,21 +20,21 @@ import subprocess
 import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from session_naming import GITHUB_JOB_TAG, GITLAB_JOB_TAG, KEEP_TAG, PROFILE_TAG
+from ec2_sessions import Refused
+from ec2_sessions.cli import main
+from ec2_sessions.summary import find_summary, summary_table
+from jobs import JobLedger
+from session_naming import GITHUB_JOB_TAG, GITLAB_JOB_TAG, KEEP_TAG, PROFILE_TAG, SESSION_TAG
 from slots import Slots
 
+from tests.support.command import ROOT, run_ec2_sessions
 from tests.support.function_url import SECRET
 from tests.support.seed import inventory, name_expiring, seed
 from tools.local_stack import make_launcher_stack
 from tools.offline import FAKE_AWS
-from tools.operate import Refused, find_summary, main
-from tools.report import summary_table
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = Path(sys.executable).parent / "ec2-sessions"
 REGION = FAKE_AWS["AWS_REGION"]
 BASE = "ec2-test-runner"
 SUMMARY = {
@@ -49,21 +50,18 @@ SUMMARY = {
 def ec2_sessions(aws, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     """Run the command; a traceback on its standard error fails the test whatever it exits with.
 
-    ``PYTHONPATH`` is this checkout, so a console script installed from
-    another checkout into a shared venv still runs the code under test.
+    Its environment is an operator's shell: AWS's variables (fake
+    credentials, the region, the endpoint), ``PATH`` and the command's own
+    settings, nothing of Lambda's or Powertools'.
     """
-    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "tools.operate"]
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(ROOT),
-        **FAKE_AWS,
+        **{name: value for name, value in FAKE_AWS.items() if name.startswith("AWS_")},
         "AWS_ENDPOINT_URL": aws.url,
         "SESSION_BASES": "ec2-test-runner",  # the stack's bases: what a release may touch
         **env,
     }
-    done = subprocess.run(  # noqa: S603 (our own command)
-        [*command, *args], input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False
-    )
+    done = run_ec2_sessions(*args, env=env, stdin=stdin)
     assert "Traceback" not in done.stderr, done.stderr
     return done
 
@@ -80,6 +78,17 @@ def test_the_console_script_make_install_creates_runs_the_commands_main():
     module, _, function = scripts["ec2-sessions"].partition(":")
 
     assert getattr(importlib.import_module(module), function) is main
+
+
+def test_the_install_holds_the_command_and_no_package_called_tools(tmp_path):
+    """What users run is installed (clients/ec2_sessions); the developers' aids (tools/) stay in the checkout."""
+    probe = "import importlib.util as u; print(u.find_spec('ec2_sessions').origin, u.find_spec('tools'))"
+
+    done = subprocess.run(  # noqa: S603 (this interpreter)
+        [sys.executable, "-c", probe], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
+
+    assert done.stdout.split() == [str(ROOT / "clients" / "ec2_sessions" / "__init__.py"), "None"], done.stderr
 
 
 @pytest.mark.parametrize(
@@ -253,3 +262,89 @@ def test_a_release_of_a_base_the_stack_does_not_own_is_refused_before_any_call(a
     assert done.returncode == 2 and "not one of SESSION_BASES" in one_line(done.stderr)
     assert unset.returncode == 2 and "set SESSION_BASES" in one_line(unset.stderr)
     assert foreign in inventory(look, REGION)["key_pair"]
+
+
+# What an operator's shell met (issue 28, item 7): each test failed before its fix.
+
+
+def test_a_release_from_a_shell_without_lambda_settings_ends_the_instance_and_prints_no_lambda_lines(aws, look):
+    """No Powertools variable is set in an operator's shell: the instance's cost metric used to need one."""
+    name = name_expiring(BASE, timedelta(hours=2), datetime.now(UTC))
+    seed(look, REGION, name, kinds=("key_pair", "security_group", "instance"))
+
+    done = ec2_sessions(aws, "release", name)
+
+    assert done.returncode == 0 and done.stdout.startswith(f"released {name}: deleted instance 1"), done.stderr
+    assert done.stderr == ""  # the launcher's metric lines are Lambda's, not the operator's
+    assert inventory(look, REGION)["instance"] == set()
+
+
+def test_a_release_makes_the_github_job_of_the_session_pending_again_as_the_route_does(aws, look):
+    """The job had not started on the released machine: the next reconcile pass gives it a session of its own."""
+    now = datetime.now(UTC)
+    name = name_expiring(BASE, timedelta(hours=2), now)
+    seed(look, REGION, name, kinds=("key_pair", "security_group", "instance"), extra_tags={GITHUB_JOB_TAG: "4242"})
+    table = make_launcher_stack(look, SECRET)["IDEMPOTENCY_TABLE"]
+    ledger = JobLedger(look("dynamodb", REGION), table)
+    assert ledger.claim("github", "4242", now, {"repository": "octo-org/octo-repo"}) is None
+    ledger.settle("github", "4242", {"session": str(name)})
+
+    done = ec2_sessions(aws, "release", name, IDEMPOTENCY_TABLE=table)
+
+    job = look("dynamodb", REGION).get_item(TableName=table, Key={"id": {"S": "job#github#4242"}})["Item"]
+    assert done.returncode == 0 and "GitHub job 4242 is pending again" in done.stdout, done.stderr
+    assert (job["state"]["S"], job["awaiting"]["S"], job["reason"]["S"]) == ("pending", "pending", "runner_taken")
+
+
+def test_a_release_without_the_stacks_table_says_the_job_is_not_pending_again(aws, look):
+    name = name_expiring(BASE, timedelta(hours=2), datetime.now(UTC))
+    seed(look, REGION, name, kinds=("key_pair", "security_group"), extra_tags={GITHUB_JOB_TAG: "4343"})
+
+    done = ec2_sessions(aws, "release", name)
+
+    assert done.returncode == 0
+    assert "GitHub job 4343 is not pending again: set IDEMPOTENCY_TABLE" in one_line(done.stdout)
+
+
+@pytest.mark.parametrize("command", ["keep", "unkeep"])
+def test_keep_and_unkeep_refuse_a_base_the_stack_does_not_own(aws, look, command):
+    foreign = "someone-else/20991231T000000Z/0123456789abcdef"
+    seed(look, REGION, foreign, kinds=("key_pair",))
+
+    done = ec2_sessions(aws, command, foreign)
+
+    assert done.returncode == 2 and "not one of SESSION_BASES" in one_line(done.stderr)
+    assert look("ec2", REGION).describe_tags(Filters=[{"Name": "key", "Values": [KEEP_TAG]}])["Tags"] == []
+
+
+def test_keep_tags_the_volumes_and_interfaces_attached_to_the_sessions_instance(aws, look):
+    """The collector's listings show only detached ones; the session owns those its instance holds too."""
+    name = name_expiring(BASE, timedelta(hours=2), datetime.now(UTC))
+    ids = seed(look, REGION, name, kinds=("key_pair", "security_group", "instance"))
+    ec2 = look("ec2", REGION)
+    session = [{"Key": SESSION_TAG, "Value": str(name)}]
+    [root] = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [ids["instance"]]}])["Volumes"]
+    ec2.create_tags(Resources=[root["VolumeId"]], Tags=session)  # as the session's launch template tags it
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    interface = ec2.create_network_interface(
+        SubnetId=subnet, TagSpecifications=[{"ResourceType": "network-interface", "Tags": session}]
+    )["NetworkInterface"]["NetworkInterfaceId"]
+    ec2.attach_network_interface(NetworkInterfaceId=interface, InstanceId=ids["instance"], DeviceIndex=1)
+
+    kept = ec2_sessions(aws, "keep", name)
+    tagged = {t["ResourceId"] for t in ec2.describe_tags(Filters=[{"Name": "key", "Values": [KEEP_TAG]}])["Tags"]}
+    unkept = ec2_sessions(aws, "unkeep", name)
+    left = ec2.describe_tags(Filters=[{"Name": "key", "Values": [KEEP_TAG]}])["Tags"]
+
+    assert kept.returncode == 0 and "volume 1" in kept.stdout and "network_interface 1" in kept.stdout
+    assert {root["VolumeId"], interface, ids["instance"]} <= tagged
+    assert unkept.returncode == 0 and left == []
+
+
+def test_summary_prints_the_gib_the_collector_removed(aws):
+    summary = {**SUMMARY, "removed": {"volume_gib": 12, "snapshot_gib": 3.5, "addresses": 2}}
+
+    done = ec2_sessions(aws, "summary", stdin=json.dumps(summary))
+
+    assert done.returncode == 0
+    assert "removed 12 GiB of volumes, 3.5 GiB of snapshots, 2 Elastic IP addresses" in done.stdout

@@ -156,10 +156,13 @@ def test_unknown_session_or_route_is_404(launcher, path):
         ("POST", "/Sessions"),
         ("DELETE", "/github"),
         ("GET", "/gitlab"),
+        ("POST", "/gitlab/"),  # a trailing slash: the path is wrong, not the secret
+        ("POST", "/github/"),
     ],
 )
 def test_a_route_answers_only_its_own_method_and_exact_path(launcher, look, method, path):
-    scheme = "gitlab" if path == "/gitlab" else "github"  # signed as the path asks: authentication comes first
+    # Signed as the route the path names asks (authentication comes first), a trailing slash or not.
+    scheme = "gitlab" if path.rstrip("/") == "/gitlab" else "github"
 
     status, body = launcher(url_event(method, path, {}, scheme=scheme))
 
@@ -390,9 +393,9 @@ def test_github_queued_job_with_the_label_creates_a_session_and_completed_releas
 
 
 def test_github_redelivery_of_queued_job_creates_one_session(launcher, look):
-    redelivered = github_event("workflow_job-queued.payload.json", "workflow_job", "same")  # the same bytes, twice
-    first = launcher(redelivered)
-    again = launcher(redelivered)
+    delivery = github_event("workflow_job-queued.payload.json", "workflow_job", "same")  # one body: its date once
+    first = launcher(delivery)
+    again = launcher(delivery)
 
     assert first == again
     assert len(inventory(look, REGION)["key_pair"]) == 1

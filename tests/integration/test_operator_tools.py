@@ -112,9 +112,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = "events/launcher-create-session.json"
 
 
-def make(*args: str, secret: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``make`` in the repository as a user runs it, SECRET in its environment when given."""
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET", "MAKEFLAGS", "MAKELEVEL")}
+def make(*args: str, secret: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``make`` in the repository as a user runs it, SECRET in its environment when given (``env``: all of it)."""
+    env = {
+        k: v for k, v in (os.environ if env is None else env).items() if k not in ("SECRET", "MAKEFLAGS", "MAKELEVEL")
+    }
     if secret is not None:
         env["SECRET"] = secret
     return subprocess.run(  # noqa: S603
@@ -230,6 +232,47 @@ def test_invoke_exits_1_when_the_answer_is_a_5xx(aws, tmp_path):
     assert "the handler answered 500" in done.stderr
 
 
+def test_invoke_exits_1_when_the_answer_is_a_4xx(aws, tmp_path):
+    """The committed sample is signed with the placeholder secret: a stack of another secret answers 401."""
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text(json.dumps({"LauncherFunction": make_launcher_stack(client_factory(), SECRET)}))
+
+    done = tool("invoke.py", "--function", "launcher", "--event", SAMPLE, "--env-vars", str(env_vars))
+
+    assert done.returncode == 1 and json.loads(done.stdout)["statusCode"] == 401
+    assert "the handler answered 401" in done.stderr
+
+
+# What `sam build` leaves for make invoke (each function's folder, the layer's python/), and what it prints on
+# standard output, which make invoke must keep off its own.
+SAM_STAND_IN = """#!/bin/sh
+echo "Building codeuri: functions/collector runtime: python3.13 architecture: x86_64 functions: CollectorFunction"
+while [ $# -gt 0 ]; do [ "$1" = --build-dir ] && dir=$2; shift; done
+mkdir -p "$dir/SessionNamingLayer/python"
+cp -R functions/collector "$dir/CollectorFunction" && cp -R functions/launcher "$dir/LauncherFunction"
+cp -R layers/session_naming/session_naming "$dir/SessionNamingLayer/python/" && cp template.yaml "$dir/"
+echo "Build Succeeded"
+"""
+
+
+def test_make_invoke_prints_the_answer_alone_even_on_a_first_build_and_fails_on_a_4xx(aws, tmp_path):
+    """No ``-s``: make's echo of its recipes and the build's own output go to standard error."""
+    sam = tmp_path / "sam"
+    sam.write_text(SAM_STAND_IN)
+    sam.chmod(0o755)
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text(json.dumps({"LauncherFunction": make_launcher_stack(client_factory(), SECRET)}))
+    build = [f"SAM={sam}", f"HOST_BUILD={tmp_path / 'build'}", "-o", ".venv-sam/.installed"]  # SAM's venv unused
+
+    first = make("invoke", *build, "FUNCTION=collector", "EVENT=events/collector-dry-run.json")
+    refused = make("invoke", *build, "FUNCTION=launcher", f"EVENT={SAMPLE}", f"ENV_VARS={env_vars}")
+
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["dry_run"] is True  # the whole of stdout is the answer
+    assert "Build Succeeded" in first.stderr and "Building codeuri" not in first.stdout
+    assert refused.returncode != 0 and json.loads(refused.stdout)["statusCode"] == 401
+
+
 @pytest.mark.parametrize(
     ("content", "which", "says"),
     [
@@ -275,3 +318,20 @@ def test_make_deploy_is_guided_until_a_guided_deploy_saved_its_answers(tmp_path,
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].startswith(runs)
+
+
+def test_make_deploy_without_credentials_stops_at_once_in_one_line_before_building_or_asking(tmp_path):
+    """No variables, no files, no instance role: boto3's chain finds nothing, and no AWS account is reached."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "HOME": str(tmp_path),
+    }
+
+    done = make("deploy", "SAM=echo sam", f"SAMCONFIG={tmp_path / 'samconfig.toml'}", env=env)
+
+    ours = [line for line in done.stderr.splitlines() if not line.startswith("make: ***")]
+    assert done.returncode != 0 and done.stdout == ""  # nothing built (sam build), nothing asked (sam deploy)
+    assert len(ours) == 1 and ours[0].startswith("make deploy: no AWS credentials: set AWS_PROFILE"), done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.support.seed import catalogue_image
+from tools import local_stack
 from tools.local_stack import make_launcher_stack  # noqa: F401 (re-exported for the suites)
 
 REGION = "us-east-1"
@@ -10,8 +11,4 @@ REGION = "us-east-1"
 
 def make_launch_template(clients, region: str = REGION, name: str = "ec2-sessions-runner") -> str:
     """A profile's launch template, as an operator makes it (its name is not a session's)."""
-    ec2 = clients("ec2", region)
-    image = catalogue_image(ec2)
-    return ec2.create_launch_template(
-        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"}
-    )["LaunchTemplate"]["LaunchTemplateId"]
+    return local_stack.make_launch_template(clients, region, name, catalogue_image(clients("ec2", region)))

@@ -237,6 +237,19 @@ def test_the_jenkinsfile_steps_run_as_jenkins_runs_them_and_never_show_the_secre
     assert not any(key in run.stdout + run.stderr for run in runs)
 
 
+def test_the_jenkinsfile_release_passes_when_the_session_is_already_released(local_server, workspace):
+    """As the GitLab job's after_script does: an operator, or the session's expiry, may have been first."""
+    blocks = jenkins_blocks((EXAMPLES / "jenkins" / "Jenkinsfile").read_text())
+    env = ci_env(workspace, local_server)
+    assert shell(blocks["Session"][0], workspace, env, ["/bin/sh", "-xec"]).returncode == 0
+    name = json.loads((workspace / "session.json").read_text())["session"]
+    assert release_status(local_server, workspace, name) == "released"
+
+    post = shell(blocks["post"][0], workspace, env, ["/bin/sh", "-xec"])
+
+    assert post.returncode == 0 and "already released" in post.stdout, post.stderr
+
+
 # Buildkite
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -11,9 +14,11 @@ import urllib.request
 import uuid
 from http.server import ThreadingHTTPServer
 
+import pytest
 from signatures import github_signature, standard_signature
 
-from tests.support.local_server import start_local_server
+from tests.support.command import run_ec2_sessions
+from tests.support.local_server import ROOT, start_local_server
 from tools.local_server import function_url_event, http_answer, new_secret, request_handler
 
 
@@ -71,7 +76,7 @@ def test_the_generated_secret_keys_standard_webhooks_and_is_fresh_each_time():
     assert new_secret() != secret
 
 
-def test_stdout_is_two_lines_the_callers_settings_are_used_and_sigterm_stops_it_with_status_0():
+def test_stdout_is_three_lines_the_callers_settings_are_used_and_sigterm_stops_it_with_status_0():
     secret = "GivenSecretForMakeLocal0123456789abcdefghijklmn"
     server = start_local_server(SECRET=secret, MAX_LIVE_SESSIONS="1")
     body = b'{"lifetime_minutes": 30}'
@@ -82,6 +87,7 @@ def test_stdout_is_two_lines_the_callers_settings_are_used_and_sigterm_stops_it_
     code = server.stop()
 
     assert server.secret == secret and first == 201  # signed with the given secret
+    assert server.aws_endpoint_url.startswith("http://127.0.0.1:") and server.aws_endpoint_url != server.url
     assert second == 429 and json.loads(raw)["error"] == "too_many_sessions"  # MAX_LIVE_SESSIONS from the caller
     assert code == 0
     assert server.process.stdout is not None and server.process.stdout.read() == ""  # the logs went to stderr
@@ -131,3 +137,79 @@ def test_retry_after_and_the_status_reach_the_http_client_and_a_raising_handler_
 
     assert first[0] == 429 and first[1]["Retry-After"] == "7"
     assert second[0] == 502
+
+
+def ec2_sessions(server, *args: str) -> subprocess.CompletedProcess[str]:
+    """The operators' command against ``make local``'s AWS, from a shell holding only what the docs export."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "AWS_ENDPOINT_URL": server.aws_endpoint_url,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+    }
+    return run_ec2_sessions(*args, env=env)
+
+
+def test_an_instance_is_launched_on_the_demo_profile_and_the_operators_command_lists_it(local_server):
+    body = b'{"instance": true, "lifetime_minutes": 30}'
+
+    status, _, raw = send(local_server.url, "POST", "/sessions", body, standard_headers(body, local_server.secret))
+    listed = ec2_sessions(local_server, "list", "--json")
+
+    made = json.loads(raw)
+    [instance] = made["instances"]
+    assert status == 201 and instance["id"].startswith("i-") and instance["profile"] == "demo"
+    assert (instance["instance_type"], instance["market"]) == ("t3.micro", "spot")  # spot-first: spot had room
+    assert listed.returncode == 0, listed.stderr
+    [shown] = [session for session in json.loads(listed.stdout) if session["session"] == made["session"]]
+    assert shown["profile"] == "demo" and [i["id"] for i in shown["instances"]] == [instance["id"]]
+    assert shown["instances"][0]["state"] == "running"
+
+
+@pytest.fixture(scope="module")
+def local_github():
+    """``make local GITHUB=1``: the App's stand-in served beside the launcher."""
+    server = start_local_server(github=True)
+    yield server
+    server.stop()
+
+
+def deliver(server, event: str) -> subprocess.CompletedProcess[str]:
+    """``make deliver EVENT=...`` as the docs show it, against that server."""
+    env = {**os.environ, "EC2_SESSIONS_URL": server.url, "EC2_SESSIONS_SECRET": server.secret}
+    return subprocess.run(  # noqa: S603 (this interpreter, our own tool)
+        [sys.executable, str(ROOT / "tools" / "deliver.py"), str(ROOT / "events" / event)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_with_github_the_sample_delivery_registers_a_runner_end_to_end_and_completed_releases_it(local_github):
+    queued = deliver(local_github, "launcher-github-queued.json")
+    listed = ec2_sessions(local_github, "list", "--json")
+    completed = deliver(local_github, "launcher-github-completed.json")
+
+    assert queued.returncode == 0, queued.stderr
+    made = json.loads(queued.stdout)
+    assert made["runner"]["name"] == made["session"].replace("/", "-") and made["runner"]["id"]
+    assert made["instances"][0]["profile"] == "demo"
+    [shown] = json.loads(listed.stdout)
+    assert shown["session"] == made["session"] and shown["github_job"] == "289782451"
+    assert completed.returncode == 0 and json.loads(completed.stdout)["released"] == [made["session"]]
+
+
+def test_deliver_without_the_url_or_secret_says_how_in_one_line_with_status_2():
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, str(ROOT / "tools" / "deliver.py"), str(ROOT / "events" / "launcher-github-queued.json")],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("make deliver: usage: EC2_SESSIONS_URL=") and done.stderr.count("\n") == 1
