@@ -6,15 +6,18 @@ approved later, EC2 capacity running out and coming back, jobs starting on a
 runner (their own, or one made for another job with the same labels: a JIT
 runner takes any job it fits, but only one), jobs completing, the clock
 moving (with no pass: the schedule may stop for an hour), the collector
-sweeping what expired, and reconcile passes (after which GitHub redelivers
-what the pass asked for, as GitHub does). Against moto over HTTP (with
+sweeping what expired, reconcile passes (after which GitHub redelivers what
+the pass asked for, as GitHub does), and the profile's warm pool: its
+upkeep (fills, readiness, retirements), its stopped instances powering off
+once warmed, a start EC2 refuses for capacity, a new template version (a
+new spec) and a new schedule (other counts). Against moto over HTTP (with
 capacity faults) and the fake GitHub.
 
 After every step: no live session of a job that has not completed is gone
-(0 wrongful deletions). At the end, with capacity back and the passes run,
-every queued job has a session or a failing check run on its commit, and
-once every job has completed and the collector has swept, nothing is left
-(0 leaks).
+(0 wrongful deletions), no pool instance serves two jobs, and the profile's
+cap holds. At the end, with capacity back and the passes run, every queued
+job has a session or a failing check run on its commit, and once every job
+has completed and the collector has swept, nothing is left (0 leaks).
 
 Each falsifying sequence hypothesis ever found here is a plain test below
 the model, named for what it showed.
@@ -27,9 +30,10 @@ from datetime import UTC, datetime, timedelta
 
 import github_jobs
 import reconcile
+import warm_pool
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-from session_naming import GITHUB_JOB_TAG, SessionName, clients
+from session_naming import GITHUB_JOB_TAG, POOL_STATE_TAG, PROFILE_TAG, SessionName, clients
 from session_naming import github as github_client
 from session_naming.github import runner_name
 from session_naming.settings import load_collector, load_launcher
@@ -39,6 +43,7 @@ from tests.reliability.conftest import examples
 from tests.reliability.tally import TALLY
 from tests.support.capacity import Capacity
 from tests.support.deliveries import workflow_job
+from tests.support.faults import Faults
 from tests.support.github_fake import GitHubFake
 from tests.support.seed import inventory
 from tests.support.stack import REGION, make_launch_template
@@ -46,6 +51,7 @@ from tools.local_stack import make_launcher_stack
 
 ROOT = "repos/codertocat/hello-world"
 JOBS = range(1, 6)
+MAX_LIVE = 6  # the profile's cap, its pool's instances included
 LABELS = ["self-hosted", "ec2-session"]
 
 
@@ -58,20 +64,19 @@ class Jobs(RuleBasedStateMachine):
         self.look = account.clients
         self.github = github = GitHubFake().__enter__()  # a GitHub of its own: each example starts clean
         github.install("Codertocat")
-        template = make_launch_template(self.look)
-        stack = make_launcher_stack(self.look, "JobsWebhookSecret0123456789abcdefghijklmnopqrs", REGION)
-        profiles = {"small": {"labels": ["ec2-session"], "launch_template_id": template, "market": "spot-first"}}
-        self.settings = load_launcher(
-            {
-                **stack,
-                "SESSION_BASES": "ec2-test-runner",
-                "PROFILES": json.dumps(profiles),
-                "GITHUB_APP_SECRET_ARN": github.app_secret(self.look("secretsmanager", REGION), name="app"),
-                "GITHUB_API_URL": github.url,
-                "MAX_LIVE_SESSIONS": "2000",
-            }
-        )
+        self.template = make_launch_template(self.look)
+        self.stack = {
+            **make_launcher_stack(self.look, "JobsWebhookSecret0123456789abcdefghijklmnopqrs", REGION),
+            "SESSION_BASES": "ec2-test-runner",
+            "GITHUB_APP_SECRET_ARN": github.app_secret(self.look("secretsmanager", REGION), name="app"),
+            "GITHUB_API_URL": github.url,
+            "MAX_LIVE_SESSIONS": "2000",
+        }
+        self.pool = {"stopped": 1, "hot": 1, "max_age_minutes": 60}
+        self.configure()
         self.capacity = Capacity.on(clients.client("ec2", REGION))
+        self.faults = Faults()
+        warm_pool._SPECS.clear()
         self.now = datetime.now(UTC)
         self.queued: dict[int, dict] = {}  # job -> its queued payload (sent or lost)
         self.waiting: set[int] = set()  # jobs held for their reviewer, not approved yet
@@ -80,6 +85,17 @@ class Jobs(RuleBasedStateMachine):
         self.lost: dict[str, int] = {}  # delivery guid -> job
         self.redelivered = 0
         self.reconcile_pass()  # the stack was deployed before the first job: its schedule has run
+
+    def configure(self) -> None:
+        """The stack's settings with the model's pool: one profile, spot-first, capped, keeping a pool."""
+        small = {
+            "labels": ["ec2-session"],
+            "launch_template_id": self.template,
+            "market": "spot-first",
+            "max_live": MAX_LIVE,
+            "pool": self.pool,
+        }
+        self.settings = load_launcher({**self.stack, "PROFILES": json.dumps({"small": small})})
 
     # ---- rules -----------------------------------------------------------------------------
 
@@ -160,6 +176,45 @@ class Jobs(RuleBasedStateMachine):
         assert status == 200
         self.completed.add(job)
 
+    @rule()
+    def pool_upkeep(self):
+        warm_pool.upkeep(self.settings, self.now, lambda: 50.0)
+
+    @rule()
+    def pool_instances_power_off(self):
+        """What a stopped pool's boot script does once warmed (moto runs no user data)."""
+        ec2 = self.look("ec2", REGION)
+        filling = ec2.describe_instances(
+            Filters=[
+                {"Name": f"tag:{POOL_STATE_TAG}", "Values": ["filling-stopped"]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        )
+        ids = [i["InstanceId"] for r in filling["Reservations"] for i in r["Instances"]]
+        if ids:
+            ec2.stop_instances(InstanceIds=ids)
+
+    @rule()
+    def next_start_refused(self):
+        """EC2 has no capacity to start the next stopped pool instance a job claims."""
+        TALLY.add(faults=1)
+        self.faults.inject(clients.client("ec2", REGION), "StartInstances", "InsufficientInstanceCapacity", times=1)
+
+    @rule()
+    def spec_changes(self):
+        """An operator rolls out a new template version: ready instances of the old spec are replaced."""
+        ec2 = self.look("ec2", REGION)
+        version = ec2.create_launch_template_version(
+            LaunchTemplateId=self.template, SourceVersion="1", LaunchTemplateData={"InstanceType": "t3.small"}
+        )["LaunchTemplateVersion"]["VersionNumber"]
+        ec2.modify_launch_template(LaunchTemplateId=self.template, DefaultVersion=str(version))
+        warm_pool._SPECS.clear()  # a minute later
+
+    @rule(stopped=st.integers(0, 2), hot=st.integers(0, 2))
+    def schedule_changes(self, stopped, hot):
+        self.pool = {**self.pool, "stopped": stopped, "hot": hot}
+        self.configure()
+
     @rule(minutes=st.integers(1, 80))
     def clock_moves(self, minutes):
         """Time passes with no pass at all (the schedule stopped, the App was refused): passes catch up after."""
@@ -205,6 +260,24 @@ class Jobs(RuleBasedStateMachine):
             Filters=[{"Name": f"tag:{GITHUB_JOB_TAG}", "Values": [str(job)]}]
         )
         return {k["KeyName"] for k in tagged["KeyPairs"]}
+
+    @invariant()
+    def no_pool_instance_serves_two_jobs_and_the_cap_holds(self):
+        claimed: dict[str, str] = {}
+        items = self.look("dynamodb", REGION).scan(TableName=self.settings.idempotency_table)["Items"]
+        for item in items:
+            if item["id"]["S"].startswith("pool#") and "job" in item:
+                instance = item["id"]["S"].rpartition("#")[2]
+                assert instance not in claimed, (instance, claimed.get(instance), item["job"]["S"])
+                claimed[instance] = item["job"]["S"]
+        live = self.look("ec2", REGION).describe_instances(
+            Filters=[
+                {"Name": f"tag:{PROFILE_TAG}", "Values": ["small"]},
+                {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+            ]
+        )
+        running = [i for r in live["Reservations"] for i in r["Instances"]]
+        assert len(running) <= MAX_LIVE, len(running)
 
     @invariant()
     def no_live_session_of_a_running_job_is_gone(self):
