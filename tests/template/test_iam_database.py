@@ -219,8 +219,9 @@ def test_per_base_resources_and_tag_patterns_name_every_base_and_nothing_else():
     ]
     tagged = [s for s in [*collector.values(), *launcher.values()] if "StringLike" in s.get("Condition", {})]
     # Every delete scoped by the session tag, the leftover kinds and templates included (both functions); the
-    # holdings' tagging (both); creating and running from the session's own template, re-tagging (the launcher).
-    assert len(tagged) == 11
+    # holdings' tagging (both); creating and running from the session's own template, re-tagging (the launcher);
+    # a warm pool's tagging and start (the launcher).
+    assert len(tagged) == 14
     for statement in tagged:
         for key, value in statement["Condition"]["StringLike"].items():
             assert key.endswith("Tag/ec2-sessions:session") and value == patterns, statement["Sid"]

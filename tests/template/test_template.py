@@ -55,7 +55,18 @@ ALLOWED = {
         "iam:CreateServiceLinkedRole",
         "ssm:GetParameter",
         "dynamodb:Query",
+        "ec2:StartInstances",  # a claim starts a stopped pool instance
+        "ec2:DescribeInstanceStatus",  # a hot pool instance is ready when its status checks are ok
     },
+}
+# What a warm pool's upkeep and claims may tag after creation: only on a session's pool instance (its pool tag
+# present), naming such a session, only these keys.
+POOL_TAG_KEYS = {
+    "ec2-sessions:session",
+    "ec2-sessions:github-job",
+    "ec2-sessions:github-runner",
+    "ec2-sessions:gitlab-job",
+    "ec2-sessions:pool-state",
 }
 # Tagging after creation: what an ending instance holds and no session claims, with the session's tags only.
 HOLDINGS_CONDITION = {
@@ -131,6 +142,19 @@ def retags_only_sessions(statement: dict) -> bool:
     )
 
 
+def tags_only_pool_sessions(statement: dict) -> bool:
+    """``ec2:CreateTags`` on a session's pool resources (pool tag present), naming such a session, pool keys only."""
+    condition = statement.get("Condition", {})
+    return (
+        as_list(statement["Action"]) == ["ec2:CreateTags"]
+        and set(condition) == {"StringLike", "Null", "ForAllValues:StringEquals"}
+        and set(condition["StringLike"]) == SESSION_TAG_KEYS
+        and all("SessionBases" in repr(value) for value in condition["StringLike"].values())
+        and condition["Null"] == {"ec2:ResourceTag/ec2-sessions:pool": "false"}
+        and set(condition["ForAllValues:StringEquals"]["aws:TagKeys"]) <= POOL_TAG_KEYS
+    )
+
+
 def scoped_by_base_name(statement: dict, prefix: str) -> bool:
     """Resources built from ``<prefix><base>/*`` for every owned base (the Split/Join of SessionBases)."""
     text = resources_text(statement)
@@ -200,7 +224,9 @@ def test_launcher_creates_only_with_the_session_tag_and_tags_only_while_creating
         conditions = statement.get("Condition", {})
         if actions & {"ec2:CreateKeyPair", "ec2:ImportKeyPair"}:
             assert "aws:RequestTag/ec2-sessions:session" in conditions["StringLike"]
-        if "ec2:CreateTags" in actions and not tags_only_holdings(statement) and not retags_only_sessions(statement):
+        if "ec2:CreateTags" in actions and not any(
+            allowed(statement) for allowed in (tags_only_holdings, retags_only_sessions, tags_only_pool_sessions)
+        ):
             assert set(conditions["StringEquals"]["ec2:CreateAction"]) == {
                 "CreateKeyPair",
                 "ImportKeyPair",
