@@ -169,9 +169,11 @@ delete: $(SAM_VENV)/.installed ## Remove the stack
 	$(SAM) delete
 
 # make test runs every property test derandomized (one verdict per commit); soak explores with a fresh seed.
-soak: $(VENV)/.installed ## Property tests with a fresh seed and ten times the examples; SEED=N replays a failure
+soak: $(VENV)/.installed ## Property tests with a fresh seed, ten times the examples, 30 tests each alone; SEED=N replays
 	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; echo "soak: seed $$seed"; \
 	EC2_SESSIONS_SOAK=1 $(PY) -m pytest tests/unit tests/reliability -q --hypothesis-seed=$$seed \
+	  --random-order-bucket=module --random-order-seed=$$seed \
+	  && $(PY) tools/alone.py --seed $$seed --count 30 \
 	  || { echo "soak failed with seed $$seed: replay it with make soak SEED=$$seed" >&2; exit 1; }
 
 bench: $(VENV)/.installed ## Benchmarks against their baselines (not part of make test)
