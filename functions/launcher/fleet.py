@@ -102,6 +102,11 @@ def session_template(
         ]
     else:
         data["SecurityGroupIds"] = [group_id]
+    # IMDSv2 only, one hop: a job's containers cannot reach the instance's credentials. A profile template that
+    # sets either (a hop limit of 2 for jobs that need the role inside containers) keeps its own.
+    metadata = data.setdefault("MetadataOptions", {})
+    metadata.setdefault("HttpTokens", "required")
+    metadata.setdefault("HttpPutResponseHopLimit", 1)
     data.update(
         KeyName=str(name),
         InstanceInitiatedShutdownBehavior=shutdown,

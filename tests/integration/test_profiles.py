@@ -281,3 +281,21 @@ def test_a_volume_older_than_the_instance_is_not_claimed_and_a_tagging_failure_n
 
     assert status == 200 and body["deleted"]["instance"] == [instance]
     assert ec2.describe_volumes(VolumeIds=[borrowed])["Volumes"][0].get("Tags") in (None, [])
+
+
+def test_a_sessions_instance_requires_imdsv2_with_one_hop_unless_its_profile_template_says_otherwise(launcher, look):
+    raised = look("ec2", REGION).create_launch_template(
+        LaunchTemplateName="two-hops",
+        LaunchTemplateData={
+            "ImageId": catalogue_image(look("ec2", REGION)),
+            "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2},
+        },
+    )["LaunchTemplate"]["LaunchTemplateId"]
+
+    launcher(url_event("POST", "/sessions", {"instance": True, "profile": "gpu"}))
+    launcher.env("PROFILES", json.dumps({"two": {"labels": ["ec2-session"], "launch_template_id": raised}}))
+    launcher(url_event("POST", "/sessions", {"instance": True}))
+
+    [default, two] = [t["LaunchTemplateData"]["MetadataOptions"] for t in launcher.capacity.templates]
+    assert default == {"HttpTokens": "required", "HttpPutResponseHopLimit": 1}
+    assert two["HttpPutResponseHopLimit"] == 2  # the documented way to raise it: the profile's own template
