@@ -293,8 +293,9 @@ def tend(
     for member in live:
         reason = judge(member, profile, spec, now, running_checked)
         if reason == "ready":
+            # The tag first: once the table says ready a claim may take it, and its "claimed" must be the last word.
+            mark(settings, member, f"ready-{member.kind}")
             if table_of(settings).ready(name, member.instance, member.kind, now):
-                mark(settings, member, f"ready-{member.kind}")
                 tended.ready[member.kind] += 1
                 count("PoolReady", profile=name, state=member.kind)
             keep.append(replace(member, state=f"ready-{member.kind}"))
