@@ -295,9 +295,13 @@ def tend(
         if reason == "ready":
             # The tag first: once the table says ready a claim may take it, and its "claimed" must be the last word.
             mark(settings, member, f"ready-{member.kind}")
-            if table_of(settings).ready(name, member.instance, member.kind, now):
+            table = table_of(settings)
+            if table.ready(name, member.instance, member.kind, now):
                 tended.ready[member.kind] += 1
                 count("PoolReady", profile=name, state=member.kind)
+            elif not table.read(name, member.instance):  # its record failed after its fill: no claim could serve it
+                release(settings, replace(member, state=f"ready-{member.kind}"), "fill_failed", tended)
+                continue
             keep.append(replace(member, state=f"ready-{member.kind}"))
         elif reason is not None:
             release(settings, member, reason, tended)

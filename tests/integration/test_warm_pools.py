@@ -344,3 +344,17 @@ def test_an_in_progress_on_a_claimed_instance_binds_nothing_new(launcher, look):
     started = workflow_job("in_progress", 113, labels=LABELS, runner_name=body["runner"]["name"])
 
     assert launcher(github_event(started, "p-113")) == (200, {"bound": []})
+
+
+def test_an_instance_whose_record_failed_after_its_fill_is_released_not_left_unclaimable(launcher, look):
+    launcher.pool({"stopped": 1, "hot": 0})
+    upkeep()
+    [(stopped, tags, _)] = pool_instances(look)["filling-stopped"]
+    table = load_launcher().idempotency_table
+    look("dynamodb", REGION).delete_item(TableName=table, Key={"id": {"S": f"pool#small#{stopped}"}})
+    powered_off(look, stopped)
+
+    summary = upkeep()
+
+    assert summary["retired"] == {"fill_failed": 1}
+    assert tags["ec2-sessions:session"] not in inventory(look, REGION)["key_pair"]
