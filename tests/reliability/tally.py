@@ -19,6 +19,7 @@ class Tally:
     wrongful_deletions: int = 0
     leaked: int = 0
     checks: int = 0  # invariant checks that looked at an account
+    pool_claims: int = 0  # jobs served from a warm pool (the jobs model)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -30,7 +31,7 @@ class Tally:
         return (
             f"reliability: {self.examples} examples run, {self.faults} faults injected, "
             f"{self.wrongful_deletions} wrongful deletions, {self.leaked} leaked resources after the final sweep "
-            f"({self.checks} account checks)"
+            f"({self.checks} account checks, {self.pool_claims} jobs served from a warm pool)"
         )
 
 

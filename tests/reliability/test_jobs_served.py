@@ -84,7 +84,10 @@ class Jobs(RuleBasedStateMachine):
         self.completed: set[int] = set()
         self.lost: dict[str, int] = {}  # delivery guid -> job
         self.redelivered = 0
-        self.reconcile_pass()  # the stack was deployed before the first job: its schedule has run
+        self.reconcile_pass()  # the stack was deployed before the first job: its schedules have run,
+        self.pool_upkeep()  # its pool is full and ready
+        self.pool_instances_power_off()
+        self.pool_upkeep()
 
     def configure(self) -> None:
         """The stack's settings with the model's pool: one profile, spot-first, capped, keeping a pool."""
@@ -139,6 +142,8 @@ class Jobs(RuleBasedStateMachine):
         except Exception:  # noqa: BLE001 - a 5xx to GitHub: the job waits for the pass
             return
         assert status in (200, 201, 202), (status, answer)
+        if status == 201 and "pool" in answer:
+            TALLY.add(pool_claims=1)
 
     @rule(gone=st.booleans())
     def capacity_changes(self, gone):
