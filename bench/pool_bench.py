@@ -127,7 +127,7 @@ STEPS: dict[str, tuple[Step, ...]] = {
             "events'); a launch's own took 4.9 s (ec2-boot-bench); brevdev/ec2-coldboot-research found a start "
             "1.4 s faster than a launch",
         ),
-        BOOT,  # a second boot: the volume's blocks are already read from the snapshot, so likely faster
+        BOOT,  # a second boot: the volume's blocks were fetched from the snapshot on the first, so likely faster
         RUNNER,
     ),
     "hot": (
