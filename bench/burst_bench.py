@@ -63,16 +63,17 @@ def container(env: dict, latency: float, ready, go, deliveries, results) -> None
     from tools.lambda_context import LambdaContext
     from tools.lambda_runtime import load_handler
 
+    region = env["AWS_REGION"]  # the stack's: this bench's, or the pool bench's
     handler = load_handler("launcher")
     model = Model(latency=latency, throttle=False)
     for service in ("ec2", "ssm", "dynamodb", "secretsmanager"):
-        model.install(clients.client(service, REGION))
+        model.install(clients.client(service, region))
     pool = CountingPool(latency)
     github_module.default_pool = lambda: pool
     ping = github_event({"zen": "Keep it logically awesome.", "hook_id": 1}, f"ping-{os.getpid()}", event="ping")
     warm = handler.lambda_handler(ping, LambdaContext(timeout_seconds=30))
     settings = load_launcher()
-    app = github_module.configured_app(settings.github, clients.client("secretsmanager", REGION))
+    app = github_module.configured_app(settings.github, clients.client("secretsmanager", region))
     app.write_interval = 0.0
     ready.put(warm["statusCode"])
     go.wait()
@@ -104,45 +105,76 @@ class CountingPool:
         return self._pool.request(method, url, *args, **kwargs)
 
 
+def launcher_env(look, fake, region: str, profiles: dict, max_live: int, app: str) -> dict[str, str]:
+    """The launcher's stack in ``region`` (its webhook secret the one deliveries are signed with, its table) and its
+    environment: ``profiles``, ``MAX_LIVE_SESSIONS``, the fake's App (secret ``app``) on all of Codertocat's repos."""
+    from tests.support.function_url import SECRET
+    from tools.local_stack import make_launcher_stack
+
+    return {
+        **make_launcher_stack(look, SECRET, region),
+        "MAX_LIVE_SESSIONS": str(max_live),
+        "PROFILES": json.dumps(profiles),
+        "GITHUB_APP_SECRET_ARN": fake.app_secret(look("secretsmanager", region), app),
+        "GITHUB_API_URL": fake.url,
+        "GITHUB_REPOSITORIES": "codertocat/*",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+    }
+
+
+def start_containers(env: dict, latency: float, count: int):
+    """``count`` launcher containers, each warm from its ping: ``(workers, go, deliveries, results)``.
+
+    Put ``(job, event)`` on ``deliveries`` and one ``None`` per container, set ``go``, then take one result
+    per container from ``results``.
+    """
+    spawn = multiprocessing.get_context("spawn")
+    ready, results, deliveries, go = spawn.Queue(), spawn.Queue(), spawn.Queue(), spawn.Event()
+    workers = [
+        spawn.Process(target=container, args=(env, latency, ready, go, deliveries, results), daemon=True)
+        for _ in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    pings = {ready.get(timeout=120) for _ in workers}
+    assert pings == {200}, f"a container's ping was answered {pings}"
+    return workers, go, deliveries, results
+
+
+def let_go(workers, go, results, sampler: Sampler) -> tuple[list[dict], float]:
+    """The burst: the containers and the sampler go at once; each container's results, and the seconds it took."""
+    started = time.perf_counter()
+    with redirect_stdout(io.StringIO()):
+        go.set()
+        sampler.start()
+        done = [results.get(timeout=300) for _ in workers]
+        seconds = time.perf_counter() - started
+        sampler.stop()
+    for worker in workers:
+        worker.join(timeout=30)
+    return done, seconds
+
+
 def measure(latency: float, log) -> tuple[list[Row], list[str]]:
     from aws import factory
     from session_naming import GITHUB_JOB_TAG, PROFILE_TAG
 
     from tests.support.deliveries import github_event, workflow_job
-    from tests.support.function_url import SECRET
     from tests.support.github_fake import GitHubFake
     from tests.support.stack import make_launch_template
-    from tools.local_stack import make_launcher_stack
 
     log(f"burst: {JOBS} queued deliveries through {CONTAINERS} launcher containers (processes), caps 45, 20 under 60")
     started = time.perf_counter()
     with GitHubFake() as fake:
         fake.install("Codertocat")
         look = factory()
-        stack = make_launcher_stack(look, SECRET, REGION)
         template = make_launch_template(look, REGION)
         profiles = {
             "small": {"labels": ["ec2-session"], "launch_template_id": template, "max_live": SMALL_MAX},
             "large": {"labels": ["ec2-session", "large"], "launch_template_id": template, "max_live": LARGE_MAX},
         }
-        env = {
-            **stack,
-            "MAX_LIVE_SESSIONS": str(MAX_LIVE),
-            "PROFILES": json.dumps(profiles),
-            "GITHUB_APP_SECRET_ARN": fake.app_secret(look("secretsmanager", REGION), "bench-burst-app"),
-            "GITHUB_API_URL": fake.url,
-            "GITHUB_REPOSITORIES": "codertocat/*",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-        }
-        spawn = multiprocessing.get_context("spawn")
-        ready, results, deliveries, go = spawn.Queue(), spawn.Queue(), spawn.Queue(), spawn.Event()
-        workers = [
-            spawn.Process(target=container, args=(env, latency, ready, go, deliveries, results), daemon=True)
-            for _ in range(CONTAINERS)
-        ]
-        for worker in workers:
-            worker.start()
-        warm = [ready.get(timeout=120) for _ in workers]
+        env = launcher_env(look, fake, REGION, profiles, MAX_LIVE, "bench-burst-app")
+        workers, go, deliveries, results = start_containers(env, latency, CONTAINERS)
         labels = {}
         for i in range(JOBS):
             job = FIRST_JOB + i
@@ -151,18 +183,10 @@ def measure(latency: float, log) -> tuple[list[Row], list[str]]:
             deliveries.put((job, github_event(payload, f"burst-{job}")))
         for _ in workers:
             deliveries.put(None)
-        log(f"burst: {CONTAINERS} containers warm in {time.perf_counter() - started:.1f} s (ping {set(warm)}); go")
+        log(f"burst: {CONTAINERS} containers warm in {time.perf_counter() - started:.1f} s; go")
         fake.calls.clear(), fake.counts.clear()
         sampler = Sampler(look("ec2", REGION), PROFILE_TAG)
-        burst_start = time.perf_counter()
-        with redirect_stdout(io.StringIO()):
-            go.set()
-            sampler.start()
-            done = [results.get(timeout=300) for _ in workers]
-            burst_seconds = time.perf_counter() - burst_start
-            sampler.stop()
-        for worker in workers:
-            worker.join(timeout=30)
+        done, burst_seconds = let_go(workers, go, results, sampler)
         seen = dict(fake.counts)
 
         answered = [a for d in done for a in d["answered"]]
@@ -175,7 +199,7 @@ def measure(latency: float, log) -> tuple[list[Row], list[str]]:
         for key in ec2.describe_key_pairs(Filters=[{"Name": "tag-key", "Values": [GITHUB_JOB_TAG]}])["KeyPairs"]:
             tags = {t["Key"]: t["Value"] for t in key.get("Tags", ())}
             tagged[int(tags[GITHUB_JOB_TAG])] += 1
-        db, table = look("dynamodb", REGION), stack["IDEMPOTENCY_TABLE"]
+        db, table = look("dynamodb", REGION), env["IDEMPOTENCY_TABLE"]
 
         def state(job: int) -> str:
             item = db.get_item(TableName=table, Key={"id": {"S": f"job#github#{job}"}}, ConsistentRead=True)
@@ -264,11 +288,11 @@ def measure(latency: float, log) -> tuple[list[Row], list[str]]:
     return rows, details
 
 
-def live_instances(ec2, profile_tag: str) -> Counter:
-    """Pending or running instances of the region, by profile."""
+def live_instances(ec2, profile_tag: str, states: tuple[str, ...] = ("pending", "running")) -> Counter:
+    """Instances of the region in ``states`` (pending or running), by profile."""
     found: Counter = Counter()
     filters = [
-        {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        {"Name": "instance-state-name", "Values": list(states)},
         {"Name": "tag-key", "Values": [profile_tag]},
     ]
     for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
@@ -282,16 +306,16 @@ def live_instances(ec2, profile_tag: str) -> Counter:
 class Sampler(threading.Thread):
     """Live instances by profile, read over and over while the burst runs; the peaks."""
 
-    def __init__(self, ec2, profile_tag: str):
+    def __init__(self, ec2, profile_tag: str, states: tuple[str, ...] = ("pending", "running")):
         super().__init__(daemon=True)
-        self.ec2, self.tag = ec2, profile_tag
+        self.ec2, self.tag, self.states = ec2, profile_tag, states
         self.peak: Counter = Counter()
         self.peak_total, self.samples = 0, 0
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            counts = live_instances(self.ec2, self.tag)
+            counts = live_instances(self.ec2, self.tag, self.states)
             self.samples += 1
             self.peak_total = max(self.peak_total, sum(counts.values()))
             for profile, n in counts.items():

@@ -21,13 +21,17 @@ machines are small and noisy, absolute times mean little), with its target,
   ``reconcile: ...``);
 - ``github``: a ``queued`` delivery with a JIT runner against its critical
   path, and a cold start's answer against GitHub's 10 s (``github_bench.py``);
+- ``pool``: warm pools: a claim of a hot and of a stopped instance against
+  its critical path, queued → running modelled with EC2's published steps,
+  AWS calls of an upkeep with nothing to do, 50 jobs against a pool of 10
+  through 5 containers (``pool_bench.py``, rows ``pool: ...``);
 - ``scale``: the collector's memory and time at EC2's default quotas;
 - ``cold``: the handlers' cold start against ``import boto3``.
 
 Prints a table and the details behind it. Everything runs against moto
 servers on loopback with fake credentials and a fake GitHub; no real AWS
-account or GitHub is reached. The default run takes about 5.5 minutes on 2
-cores (``--quick``: about 3).
+account or GitHub is reached. The default run takes about 6 minutes on 2
+cores, ``pool`` 40 s of it (``--quick``: about 3.5).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from throttle import Model  # noqa: E402
 from tools.moto_server import MotoServer  # noqa: E402
 
 REGIONS = ("us-east-1", "us-west-2")
-MEASURES = ("sweep", "fleet", "burst", "reconcile", "github", "scale", "cold")  # --only's names, in run order
+MEASURES = ("sweep", "fleet", "burst", "reconcile", "github", "pool", "scale", "cold")  # --only's names, in run order
 
 
 def arguments(argv=None):
@@ -123,6 +127,12 @@ def main(argv=None) -> int:
             import github_bench
 
             more, text = github_bench.measure(args.latency_ms / 1000, 5 if args.quick else 11, log)
+            rows += more
+            details += text
+        if "pool" in only:
+            import pool_bench
+
+            more, text = pool_bench.measure(args.latency_ms / 1000, 5 if args.quick else 11, log)
             rows += more
             details += text
         if "scale" in only:

@@ -6,10 +6,11 @@ tests, the benchmark) it is the same server in an interpreter of its own, so
 the code under test or being timed does not share its GIL or its heap with
 the server (moto 5.2.5 keeps about 20,000 objects of every reset's EC2
 backends, which a long test run would otherwise carry and garbage-collect
-over and over); the child prints its URL and stops when its stdin closes.
-``indexed_tags=True`` makes moto look a resource's tags up by its id (see
-``index_tag_lookups``). Either way the server is reached at ``url`` and
-emptied with ``reset()``.
+over and over); the child prints its URL and stops when its stdin closes,
+and answers DynamoDB's calls one at a time, as DynamoDB's own isolation
+would (see ``serialize_dynamodb``). ``indexed_tags=True`` makes moto look a
+resource's tags up by its id (see ``index_tag_lookups``). Either way the
+server is reached at ``url`` and emptied with ``reset()``.
 
 Run as a script, this file is that child.
 """
@@ -118,6 +119,35 @@ def index_tag_lookups() -> None:
     TagBackend.describe_tags = describe_tags  # type: ignore[method-assign]
 
 
+def serialize_dynamodb() -> None:
+    """Make the server answer DynamoDB's operations one at a time, so that they are isolated as DynamoDB's are.
+
+    DynamoDB makes every conditional write atomic and its transactions
+    serializable. moto checks a condition, then writes, with nothing between
+    its server's threads; and a transaction that fails a condition restores a
+    copy of each table taken before it began, undoing whatever another
+    thread wrote meanwhile. Under the bench's ten launcher containers that
+    lost live-session slots (61 sessions under a cap of 60, once the slots
+    became a transaction). One request at a time is at least the isolation
+    DynamoDB promises; it changes no answer.
+    """
+    import threading
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    answer = DynamoHandler.call_action
+    if getattr(answer, "serialized", False):
+        return
+    lock = threading.Lock()
+
+    def one_at_a_time(self: DynamoHandler) -> Any:
+        with lock:
+            return answer(self)
+
+    one_at_a_time.serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
+
+
 def _pipe(stream: IO[str] | None) -> IO[str]:
     assert stream is not None, "started with pipes"
     return stream
@@ -125,6 +155,7 @@ def _pipe(stream: IO[str] | None) -> IO[str]:
 
 def _child(argv: list[str]) -> None:
     """The child process: serve until stdin closes."""
+    serialize_dynamodb()
     with MotoServer(indexed_tags="--indexed-tags" in argv) as server:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         print(server.url, flush=True)

@@ -1,4 +1,5 @@
-"""``ec2-sessions``, the operators' command: list, keep, release and expire sessions; read a sweep's summary.
+"""``ec2-sessions``, the operators' command: list, keep, release and expire sessions; list warm pools; read a
+sweep's summary.
 
 It runs the code the functions run (the layer's listings and keep rule, the
 launcher's judged release), so an operator can never release what the

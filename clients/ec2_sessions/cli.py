@@ -42,7 +42,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def parser() -> Parser:
-    top = Parser(prog=PROG, description="List, keep, release and expire ec2-sessions sessions; read a sweep summary.")
+    top = Parser(
+        prog=PROG,
+        description="List, keep, release and expire ec2-sessions sessions; list warm pools; read a sweep summary.",
+    )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     regions = Parser(add_help=False)
     regions.add_argument("--regions", help="comma-separated regions (default: REGIONS, else AWS_REGION)")
@@ -65,7 +68,28 @@ def parser() -> Parser:
     commands.add_parser("summary", help="a collector summary on standard input, as a table").set_defaults(
         run=run_summary
     )
+    pool = commands.add_parser(
+        "pool", parents=[regions], help="warm pools' instances: state, age, spec, EC2 state, stopped volumes' cost"
+    )
+    pool.add_argument("--profile", help="this profile's pool only (default: every pool)")
+    pool.add_argument(
+        "--gib-month-price",
+        type=_price,
+        metavar="USD",
+        help="price of a GiB-month of the stopped instances' volumes (default: EBS_GIB_MONTH_PRICE, else 0.08)",
+    )
+    pool.add_argument("--json", action="store_true", help="JSON instead of a table")
+    pool.set_defaults(run=run_pool)
     return top
+
+
+def _price(text: str) -> float:
+    from ec2_sessions.pool import price
+
+    try:
+        return price(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a price in USD per GiB-month, e.g. 0.08, not {text!r:.40}") from None
 
 
 # ---- the subcommands -------------------------------------------------------------------------------------------
@@ -143,16 +167,42 @@ def run_summary(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str]
     return 0
 
 
+def run_pool(args: argparse.Namespace, env: Mapping[str, str], stdin: IO[str], out: IO[str]) -> int:
+    """Each pool's instances; their states from the job table when ``IDEMPOTENCY_TABLE`` names it, their specs
+    judged against the profiles when ``PROFILES`` holds them (the stack's ``Profiles``)."""
+    import json
+
+    from session_naming import clients
+
+    from ec2_sessions.pool import gib_month_price, list_pools, pool_profiles, pools_json, pools_table
+
+    price = gib_month_price(args.gib_month_price, env)
+    settings = settings_for(args, env, None, profiles=env.get("PROFILES"))
+    profiles = pool_profiles(settings) if env.get("PROFILES", "").strip() else None
+    table = stack_table(settings, env)
+    records = table.pools() if table is not None else None
+    found = list_pools(clients.client, settings, records, profiles, args.profile)
+    now = datetime.now(UTC)
+    if args.json:
+        print(json.dumps(pools_json(found, price, records is not None, now), indent=2), file=out)
+    else:
+        print(pools_table(found, price, records is not None, now), file=out)
+    return 0
+
+
 # ---- settings --------------------------------------------------------------------------------------------------
 
 
-def settings_for(args: argparse.Namespace, env: Mapping[str, str], bases: str | None) -> LauncherSettings:
+def settings_for(
+    args: argparse.Namespace, env: Mapping[str, str], bases: str | None, profiles: str | None = None
+) -> LauncherSettings:
     """The launcher's settings for this command, through its one loader (every bad value named at once).
 
     The regions the command works in are the launcher's ``regions``, the
     first standing for its own; the webhook secret and the idempotency table
     are the launcher's alone and never read here (the table only when
-    ``IDEMPOTENCY_TABLE`` is set: ``slots_for``).
+    ``IDEMPOTENCY_TABLE`` is set: ``slots_for``). ``profiles`` is
+    ``PROFILES``, for the commands that read the profiles.
     """
     from session_naming.settings import ConfigError, load_launcher
 
@@ -168,6 +218,7 @@ def settings_for(args: argparse.Namespace, env: Mapping[str, str], bases: str | 
                 "AWS_REGION": regions.split(",")[0].strip(),
                 "WEBHOOK_SECRET_ARN": NOT_READ_HERE,
                 "IDEMPOTENCY_TABLE": env.get("IDEMPOTENCY_TABLE") or NOT_READ_HERE,
+                **({"PROFILES": profiles} if profiles else {}),
             }
         )
     except ConfigError as error:

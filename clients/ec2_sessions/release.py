@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from jobs import JobLedger
     from slots import Slots
 
+    from ec2_sessions.pool import PoolRecords
+
 # What the launcher's code reads of Lambda's environment, as the command runs it: its logger at warning
 # level, and a namespace for the metric lines it prints (which go nowhere: no agent reads a shell's output).
 LAUNCHER_ENV = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_NAMESPACE": "ec2-sessions"}
@@ -52,11 +54,16 @@ class StackTable:
 
         return JobLedger(self.dynamodb, self.name)
 
+    def pools(self) -> PoolRecords:
+        from ec2_sessions.pool import PoolRecords
+
+        return PoolRecords(self.dynamodb, self.name)
+
 
 def release(client: Clients, settings: LauncherSettings, name: SessionName, table: StackTable | None) -> dict[str, Any]:
     """The launcher's judged release, deleting in every region given (an operator may delete everywhere)."""
     release_session, sessions_job = _launcher()
-    with _launcher_environment(), contextlib.redirect_stdout(io.StringIO()):  # its metric lines go nowhere
+    with launcher_environment(), contextlib.redirect_stdout(io.StringIO()):  # its metric lines go nowhere
         job = sessions_job(settings, name)  # read before the release: the tags go with the session
         try:
             report = release_session(
@@ -113,14 +120,14 @@ def _launcher() -> tuple[Any, Any]:
     import: here at warning level, on standard error, so its warnings reach
     the operator whatever standard output holds later.
     """
-    with _launcher_environment(), contextlib.redirect_stdout(sys.stderr):
+    with launcher_environment(), contextlib.redirect_stdout(sys.stderr):
         from launch import release_session
         from sessions import sessions_job
     return release_session, sessions_job
 
 
 @contextlib.contextmanager
-def _launcher_environment() -> Iterator[None]:
+def launcher_environment() -> Iterator[None]:
     """``LAUNCHER_ENV`` where the operator's environment does not say otherwise, put back afterwards."""
     from unittest import mock
 
