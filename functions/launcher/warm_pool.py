@@ -63,7 +63,9 @@ from session_naming.settings import LauncherSettings
 KINDS = ("hot", "stopped")  # a claim takes a hot instance first: its job starts soonest
 FILL_DEADLINE = timedelta(minutes=10)  # an instance not ready by then is released (PoolFillFailed)
 FILLS_PER_UPKEEP = 5  # instances one upkeep starts for one pool: a pool fills over a few minutes, never in a burst
-SPEC_MAX_AGE = 60.0  # seconds a profile template's resolved version is trusted: a new one rolls out within minutes
+# Seconds a profile template's resolved version is trusted: a new version rolls out within five minutes, and
+# four upkeeps in five make only their one listing.
+SPEC_MAX_AGE = 300.0
 UPKEEP_RESERVE_SECONDS = 15.0  # a fill starts only while this much of the invocation is left
 NO_RUNNER = "none"  # the configuration of a session claimed without a runner (curl, GitLab): its instance stays up
 CAPACITY = frozenset({"InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity"})
@@ -474,7 +476,7 @@ def claim(
     ``"pool"``, or ``None`` (a miss: launch cold). A claimed instance that cannot be made the job's (its
     start refused for capacity, a step failing) is released, never returned, and the next is tried."""
     table = table_of(settings)
-    for kind in KINDS:
+    for kind in (kind for kind in KINDS if profile.pool is not None and profile.pool.keeps(kind)):
         while (item := table.claim(profile.name, kind, job, now)) is not None:
             try:
                 answer = make_it_the_jobs(settings, item, kind, runner, ingress_cidrs)

@@ -64,6 +64,10 @@ class Pool:
                 return window.stopped, window.hot
         return self.stopped, self.hot
 
+    def keeps(self, kind: str) -> bool:
+        """Whether the pool ever keeps instances of ``kind`` (``stopped`` or ``hot``), in any window."""
+        return any(getattr(counts, kind) > 0 for counts in (self, *self.windows))
+
     @property
     def most(self) -> int:
         """The most instances the pool ever keeps (what its slots must allow)."""
