@@ -26,9 +26,9 @@ off by hand, as the tests do, where its boot script would have.
    (docs/performance.md repeats them). Rows ``pool: queued → running
    (modelled) ...``.
 3. **Upkeep with nothing to do.** Every AWS call of the launcher's clients
-   during an upkeep of full, ready pools: right after the upkeep that
-   marked them ready (the integration test's case), and a minute later, as
-   the schedule runs it (a profile's spec is trusted for 60 s). Row ``pool:
+   during an upkeep of full, ready pools a minute after the last, as the
+   schedule runs it, and one in five, when each pooled template's version
+   is read again (a profile's spec is trusted five minutes). Row ``pool:
    upkeep with nothing to do``.
 4. **50 jobs against a pool of 10.** 50 signed ``queued`` deliveries
    through 5 launcher containers (processes, ``burst_bench.container``) at
@@ -257,39 +257,41 @@ def delivery(job: int, kind: str) -> bytes:
 def fill(settings: LauncherSettings) -> dict[str, list[str]]:
     """Upkeeps until every pool holds its count, each filling stopped instance powered off by hand (moto runs no
     boot script), then the upkeep that marks them ready; answer the ready instances by pool."""
+    import pool_upkeep
     import warm_pool
 
     with redirect_stdout(io.StringIO()):
         while True:
-            tended = warm_pool.upkeep(settings, datetime.now(UTC), lambda: 900.0)["pools"]
+            tended = pool_upkeep.upkeep(settings, datetime.now(UTC), lambda: 900.0)["pools"]
             if not any(sum(pool["filled"].values()) for pool in tended.values()):
                 break
-        filling = [m.instance for m in warm_pool.members(settings) if m.state == "filling-stopped"]
+        filling = [m.instance for m in warm_pool.members(settings, datetime.now(UTC)) if m.state == "filling-stopped"]
         if filling:
             clients.client("ec2", settings.region).stop_instances(InstanceIds=filling)
-        warm_pool.upkeep(settings, datetime.now(UTC), lambda: 900.0)
+        pool_upkeep.upkeep(settings, datetime.now(UTC), lambda: 900.0)
     ready: dict[str, list[str]] = {}
-    for member in warm_pool.members(settings):
+    for member in warm_pool.members(settings, datetime.now(UTC)):
         assert member.state.startswith("ready-"), member
         ready.setdefault(member.profile, []).append(member.instance)
     return ready
 
 
 def nothing_to_do(settings: LauncherSettings, model: Model) -> list[Row]:
-    """Every AWS call of an upkeep of full, ready pools: a minute after the last one, as the schedule runs it (each
-    pool's spec, trusted 60 s, is read again), then right after that one (the integration test's case)."""
+    """Every AWS call of an upkeep of full, ready pools: a minute after the last one, as the schedule runs it (the
+    pools' specs still trusted: they are read again every five minutes), then when they are read again."""
+    import pool_upkeep
     import warm_pool
 
     rows = []
-    for name, a_minute_later in (
-        ("pool: upkeep with nothing to do", True),
-        ("pool: upkeep with nothing to do, right after the last (the test's case)", False),
+    for name, specs_read_again in (
+        ("pool: upkeep with nothing to do", False),
+        ("pool: upkeep with nothing to do, one in five (each pooled template read again)", True),
     ):
-        if a_minute_later:
-            warm_pool._SPECS.clear()  # what a minute does to the container's specs (the tests clear them so too)
+        if specs_read_again:
+            warm_pool.forget_specs()  # what five minutes do to the container's specs
         model.reset()
         with redirect_stdout(io.StringIO()):
-            tended = warm_pool.upkeep(settings, datetime.now(UTC), lambda: 900.0)["pools"]
+            tended = pool_upkeep.upkeep(settings, datetime.now(UTC), lambda: 900.0)["pools"]
         did = {
             pool: {what: done for what, done in tended[pool].items() if what != "wanted" and any(done.values())}
             for pool in tended
@@ -300,12 +302,13 @@ def nothing_to_do(settings: LauncherSettings, model: Model) -> list[Row]:
         rows.append(
             Row(
                 name,
-                f"{total} AWS call{'s' * (total != 1)} {calls}"
-                + (" (each pool's spec read again)" if a_minute_later else "")
-                + (f"; it did {did}" if did else ""),
-                "1 listing per region",
+                f"{total} AWS call{'s' * (total != 1)} {calls}" + (f"; it did {did}" if did else ""),
+                "1 listing per region" + (" + 1 read per pooled template" if specs_read_again else ""),
                 None,
-                calls == {"DescribeInstances": 1} and not did,
+                not did
+                and calls.get("DescribeInstances") == 1
+                and set(calls) <= {"DescribeInstances", "DescribeLaunchTemplateVersions"}
+                and (specs_read_again or set(calls) == {"DescribeInstances"}),
             )
         )
     return rows

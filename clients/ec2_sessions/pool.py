@@ -123,7 +123,7 @@ def list_pools(
     found: list[PoolInstance] = []
     for region in settings.regions:
         here = replace(settings, region=region)
-        listed = [m for m in members(here) if only is None or m.profile == only]
+        listed = [m for m in members(here, datetime.now(UTC)) if only is None or m.profile == only]
         if not listed:
             continue
         states = records.states([(m.profile, m.instance) for m in listed]) if records is not None else {}

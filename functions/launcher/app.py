@@ -91,7 +91,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
 
         return handle(load_launcher(), event, datetime.now(UTC))
     if is_scheduled(event, "pool"):
-        from warm_pool import upkeep
+        from pool_upkeep import upkeep
 
         return upkeep(load_launcher(), datetime.now(UTC), lambda: context.get_remaining_time_in_millis() / 1000)
     if is_scheduled(event, "reconcile"):

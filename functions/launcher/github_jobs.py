@@ -155,7 +155,9 @@ def clock_of_job(settings: LauncherSettings, delivery: WorkflowJobDelivery) -> d
 
 def unmatched(settings: LauncherSettings, delivery: WorkflowJobDelivery, now: datetime) -> tuple[int, dict[str, Any]]:
     """Only the workflow's author can fix a job no profile matches: its failure is reported on its commit."""
-    logger.info("no profile matches the job", extra={"labels": delivery.workflow_job.labels[:20]})
+    logger.info(
+        "no profile matches the job", extra={"labels": [label[:100] for label in delivery.workflow_job.labels[:20]]}
+    )
     metrics.add_metric(name="JobsUnmatched", unit=MetricUnit.Count, value=1)
     ledger_of(settings).unserved("github", str(delivery.workflow_job.id), essentials(delivery), "no_profile", now)
     return 202, {"ignored": "no profile matches the job's labels"}
@@ -280,7 +282,7 @@ def from_pool(
     """A ready instance of the profile's warm pool made the job's session, or ``None`` (no pool, or a miss)."""
     if profile is None or profile.pool is None:
         return None
-    from warm_pool import Runner, claim
+    from pool_claim import Runner, claim
 
     return claim(settings, profile, f"github#{job}", Runner(job_tags, register), now)
 

@@ -118,7 +118,7 @@ class JobLedger:
         state = current.get("state", {}).get("S")
         if state in ("over", "dropped"):
             raise JobOver(f"{system} job {job} is over: no session is made for it")
-        if state == "created":
+        if state in ("created", "running") and "answer" in current:  # served (and maybe started already)
             return json.loads(current["answer"]["S"])
         if state == "waiting" and delivery is not None and self._approve(system, job, now, delivery):
             return None
@@ -185,7 +185,8 @@ class JobLedger:
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key(system, job),
-                UpdateExpression="SET #state = :creating, lease = :lease, due_at = :lease",
+                # In the pending queue, due when the lease lapses: a create that dies is tried again.
+                UpdateExpression="SET #state = :creating, lease = :lease, due_at = :lease, awaiting = :queue",
                 # An unmatched job whose profile now exists (a redelivery after the fix) is served too.
                 ConditionExpression="#state IN (:pending, :unmatched) OR (#state = :creating AND lease < :now)",
                 ExpressionAttributeNames={"#state": "state"},
@@ -195,6 +196,7 @@ class JobLedger:
                     ":pending": {"S": "pending"},
                     ":unmatched": {"S": "unmatched"},
                     ":now": {"N": str(int(now.timestamp()))},
+                    ":queue": {"S": PENDING},
                 },
             )
             return True
@@ -227,9 +229,23 @@ class JobLedger:
                 ExpressionAttributeValues=values,
             )
         except ClientError as error:
-            if _conditional(error):
-                raise JobOver(f"{system} job {job} ended while its session was made") from None
-            raise
+            if not _conditional(error):
+                raise
+        else:
+            return
+        # Its runner may have taken it before this create answered (a hot pool's starts within a second): the
+        # job runs, and its session is recorded all the same. Only an ended job's session is released.
+        with _unless_beaten():
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(system, job),
+                UpdateExpression="SET answer = :answer",
+                ConditionExpression="#state = :running",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":answer": values[":answer"], ":running": {"S": "running"}},
+            )
+            return
+        raise JobOver(f"{system} job {job} ended while its session was made")
 
     def pend(self, system: str, job: str, reason: str, now: datetime, since: datetime | None) -> None:
         """A claimed create failed: the job waits in the index for the next pass (or a redelivery).
@@ -259,7 +275,10 @@ class JobLedger:
             )
 
     def unserved(self, system: str, job: str, delivery: dict, reason: str, now: datetime) -> None:
-        """A job refused for a reason only its user can fix (no profile): its failure is reported, once."""
+        """A job refused for a reason only its user can fix (no profile): its failure is reported, once.
+
+        A job that waited for its approval is refused as one the ledger never saw (its clock starts now).
+        """
         with _unless_beaten():
             self._db.put_item(
                 TableName=self._table,
@@ -270,9 +289,12 @@ class JobLedger:
                     "delivery": {"S": json.dumps(delivery)},
                     "awaiting": {"S": REPORT},
                     "due_at": {"N": str(int(now.timestamp()))},
+                    "clock_from": {"N": str(int(now.timestamp()))},
                     "expiration": self._expiration(now),
                 },
-                ConditionExpression="attribute_not_exists(id)",
+                ConditionExpression="attribute_not_exists(id) OR #state = :waiting",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":waiting": {"S": "waiting"}},
             )
 
     def due(self, queue: str, now: datetime, limit: int = 100, start: dict | None = None) -> tuple[list[dict], dict]:
@@ -299,18 +321,24 @@ class JobLedger:
             ExpressionAttributeValues={":queue": {"S": queue}, ":due": {"N": str(int(due.timestamp()))}},
         )
 
-    def leave_index(self, item: dict, state: str | None = None) -> None:
-        """Done with the item's queue (dropped after a day; reported; re-run)."""
-        names, values, update = {}, {}, "REMOVE awaiting, due_at"
+    def leave_index(self, item: dict, state: str | None = None) -> bool:
+        """Done with the item's queue (dropped after a day; reported; re-run): only if it is still in the queue it
+        was read from (a delivery or an ``in_progress`` may have moved it meanwhile), and, to set ``state``, still
+        in the state it was read in. ``False`` when it had moved."""
+        request: dict = {
+            "UpdateExpression": "REMOVE awaiting, due_at",
+            "ConditionExpression": "awaiting = :queue",
+            "ExpressionAttributeValues": {":queue": item["awaiting"]},
+        }
         if state is not None:
-            names, values = {"#state": "state"}, {":state": {"S": state}}
-            update = "SET #state = :state " + update
-        self._db.update_item(
-            TableName=self._table,
-            Key={"id": item["id"]},
-            UpdateExpression=update,
-            **({"ExpressionAttributeNames": names, "ExpressionAttributeValues": values} if names else {}),
-        )
+            request["UpdateExpression"] = "SET #state = :state REMOVE awaiting, due_at"
+            request["ConditionExpression"] += " AND #state = :read"
+            request["ExpressionAttributeNames"] = {"#state": "state"}
+            request["ExpressionAttributeValues"] |= {":state": {"S": state}, ":read": item.get("state", {"S": ""})}
+        with _unless_beaten():
+            self._db.update_item(TableName=self._table, Key={"id": item["id"]}, **request)
+            return True
+        return False
 
     def report_failed(self, item: dict, *, final: bool) -> None:
         """The check run could not be made: tried again on a later pass, unless GitHub refused it for good
@@ -370,6 +398,28 @@ class JobLedger:
             )
             return True
         return False
+
+    def retry(self, item: dict, queue: str, due: datetime, most: int) -> bool:
+        """Put the item (back) in ``queue`` at ``due`` unless it has failed ``most`` times (``False``: given up)."""
+        with _unless_beaten():
+            self._db.update_item(
+                TableName=self._table,
+                Key={"id": item["id"]},
+                UpdateExpression="SET awaiting = :queue, due_at = :due ADD tries :one",
+                ConditionExpression="attribute_exists(id) AND (attribute_not_exists(tries) OR tries < :most)",
+                ExpressionAttributeValues={
+                    ":queue": {"S": queue},
+                    ":due": {"N": str(int(due.timestamp()))},
+                    ":one": {"N": "1"},
+                    ":most": {"N": str(most - 1)},
+                },
+            )
+            return True
+        return False
+
+    def forget(self, key: str) -> None:
+        """The one-off action failed after all (a redelivery GitHub did not take): a later pass does it again."""
+        self._db.delete_item(TableName=self._table, Key={"id": {"S": key}})
 
     def running(self, system: str, job: str) -> None:
         """The job has started (on some runner): it waits for nothing, and no other job's start re-pends it."""

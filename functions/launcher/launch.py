@@ -10,6 +10,7 @@ the collector runs, and the layer's one rule for what a session keeps.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import fleet
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from errors import NO_PROFILE, DomainError, LaunchFailed, OutOfTime, SessionKept, SessionNotFound
+from errors import NO_PROFILE, DomainError, LaunchFailed, NoCapacity, OutOfTime, SessionKept, SessionNotFound
 from fleet import Started
 from session_naming import INSTANCE_TAG, PROFILE_TAG, SESSION_TAG, SessionName, session_tags, tag_specifications
 from session_naming.profiles import Profile
@@ -151,7 +152,8 @@ class Made:
     found: list[Found] = field(default_factory=list)
     slots: list[str | None] = field(default_factory=list)  # pools held: None (the base's) or a profile's name
     slot_pool: Slots | None = None  # where they are held
-    fleet_asked: bool = False  # an instance may exist even if no answer named it (a lost answer)
+    fleet_asked: bool = False  # a fleet call was made: if no answer came, an instance may exist all the same
+    fleet_answered: bool = False
 
     @property
     def tags(self) -> dict[str, str]:
@@ -276,7 +278,11 @@ def start_instance(
         subnets = fleet.subnets_of(ec2, profile, settings.vpc_id, template)
         breaker = profile.market == "spot-first" and breaker_open(profile.name)
         made.fleet_asked = True
-        started = fleet.launch(ec2, template, profile, subnets, breaker)
+        try:
+            started = fleet.launch(ec2, template, profile, subnets, breaker)
+        except (fleet.FleetRefused, NoCapacity):
+            made.fleet_answered = True  # EC2 said no: nothing was started
+            raise
     finally:
         try:
             ec2.delete_launch_template(LaunchTemplateId=template.id)
@@ -313,11 +319,16 @@ def roll_back(made: Made, slots: Slots | None, error: Exception) -> Exception:
     session's tag is terminated with the rest, and the slots stay held while
     one of them could not be (it runs, and costs, until the collector).
     """
-    if made.fleet_asked and not any(f.kind == INSTANCES.name for f in made.found):
-        made.found += INSTANCES.listing(made.clients, made.region, [made.name])
+    unanswered = made.fleet_asked and not made.fleet_answered and not any(f.kind == INSTANCES.name for f in made.found)
+    if unanswered:
+        made.found += started_unseen(made)
     report = delete_found(made.clients, made.region, made.found)
     left = [item["id"] for item in report["left_to_collector"] + report["failed"]]
-    still_running = any(item["kind"] == INSTANCES.name for item in report["failed"])
+    # An instance that would not terminate runs on; so may one no listing showed yet, if the group it uses
+    # would not go: either way the slots stay held until the session expires.
+    still_running = any(item["kind"] == INSTANCES.name for item in report["failed"]) or (
+        unanswered and any(item["kind"] == SECURITY_GROUPS.name for item in report["left_to_collector"])
+    )
     if slots is not None and not still_running:
         for profile in made.slots:
             slots.give_back(made.name, profile)
@@ -325,6 +336,20 @@ def roll_back(made: Made, slots: Slots | None, error: Exception) -> Exception:
         return error
     code = error.code if isinstance(error, fleet.FleetRefused) else error_code(error)
     return LaunchFailed(code, left, made.name.base, made.profile.name if made.profile is not None else NO_PROFILE)
+
+
+def started_unseen(made: Made, waits: Sequence[float] = (0.5, 1.0)) -> list[Found]:
+    """The instances carrying the session's tag that a fleet whose answer was lost may have started.
+
+    ``DescribeInstances`` is eventually consistent: an instance a moment old
+    may not show yet, so an empty listing is asked again after a pause or two.
+    """
+    for pause in (0.0, *waits):
+        time.sleep(pause)
+        found = INSTANCES.listing(made.clients, made.region, [made.name])
+        if found:
+            return found
+    return []
 
 
 def ssh_from(cidrs: Sequence[str]) -> IpPermissionTypeDef:

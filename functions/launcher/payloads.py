@@ -131,14 +131,13 @@ class WorkflowJobDelivery(BaseModel):
 
     action: str = Field(max_length=40)
     workflow_job: WorkflowJob
+    repository: Repository | None = None
+    installation: Installation | None = None
 
     @property
     def waits_for_approval(self) -> bool:
         """Held for an environment's reviewer: ``action: waiting``, or ``queued`` with ``status: waiting``."""
         return self.action == "waiting" or (self.action == "queued" and self.workflow_job.status == "waiting")
-
-    repository: Repository | None = None
-    installation: Installation | None = None
 
 
 class GitLabJobHook(BaseModel):

@@ -41,7 +41,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from jobs import GIVE_UP_AFTER, PENDING, REPORT, RERUN, SERVED, JobLedger, clock_of
 from payloads import WorkflowJobDelivery
-from session_naming.github import GitHubError
+from session_naming.github import PER_PAGE, GitHubError
 from session_naming.resources import error_code
 from session_naming.settings import LauncherSettings
 
@@ -52,6 +52,8 @@ REPORT_AFTER = timedelta(minutes=15)  # a job still without a session this long 
 LOST_WINDOW = timedelta(hours=1)  # the first listing of deliveries looks back this far,
 CATCH_UP = timedelta(hours=24)  # a later one back to where the last whole listing began, at most this far
 LISTING_OVERLAP = timedelta(minutes=5)  # GitHub's delivered_at and our clock may disagree a little
+LISTING_PAGES = 10  # a pass lists at most 1,000 deliveries: a catch-up that needs more gives the rest up, logged
+RERUN_TRIES = 5  # a re-run GitHub keeps failing is asked this many times, one a pass
 RUN_CHECK_EVERY = timedelta(minutes=5)  # a run that has not completed is asked about on the next pass
 TIME_RESERVE_SECONDS = 5.0  # stop while this much of the invocation is left
 # A create takes seconds (a runner, a key pair and group, a fleet or two): one is started only while this much is
@@ -300,11 +302,15 @@ def redeliver_lost(app: GitHubApp, ledger: JobLedger, run: Pass) -> None:
     last = ledger.listed_since()
     since = max(last - LISTING_OVERLAP, run.now - CATCH_UP) if last is not None else run.now - LOST_WINDOW
     try:
-        deliveries = app.hook_deliveries(since=since.timestamp())
+        deliveries = app.hook_deliveries(since=since.timestamp(), max_pages=LISTING_PAGES)
     except Exception as error:  # noqa: BLE001 - GitHub unreachable: the next pass looks again, as far back
         logger.warning("deliveries not listed", extra=_code(error))
         return
     run.counts["github_calls"] += 1
+    if len(deliveries) >= LISTING_PAGES * PER_PAGE:  # a catch-up longer than a pass may take: what is older waits
+        logger.warning(
+            "deliveries listed in part: older ones not looked at", extra={"oldest": deliveries[-1].delivered_at}
+        )
     succeeded = {d.guid for d in deliveries if d.succeeded}
     latest_failure: dict[str, Any] = {}
     for delivery in deliveries:  # newest first
@@ -317,8 +323,9 @@ def redeliver_lost(app: GitHubApp, ledger: JobLedger, run: Pass) -> None:
             continue  # redelivered before: a redelivery that fails again is not redelivered again
         try:
             app.redeliver(delivery.id)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 - forgotten: the next pass asks again
             logger.warning("redelivery failed", extra={"guid": guid, **_code(error)})
+            ledger.forget(f"redelivered#{guid}")
             continue
         run.counts["github_calls"] += 1
         run.counts["redelivered"] += 1
@@ -326,7 +333,12 @@ def redeliver_lost(app: GitHubApp, ledger: JobLedger, run: Pass) -> None:
 
 
 def rerun_interrupted(settings: LauncherSettings, ledger: JobLedger, app: GitHubApp, run: Pass) -> None:
-    """A failed job whose session was interrupted: its run's failed jobs are re-run once the run has completed."""
+    """A failed job whose session was interrupted: its run's failed jobs are re-run once the run has completed.
+
+    The item leaves the queue (a conditional write) before GitHub is asked,
+    so two passes at once ask once; a re-run GitHub fails is asked again on
+    a later pass, five times at most, and one it refuses for good never.
+    """
     from github_jobs import scope_of
 
     run.step("re-runs")
@@ -345,14 +357,17 @@ def rerun_interrupted(settings: LauncherSettings, ledger: JobLedger, app: GitHub
             if workflow_run is not None and workflow_run.status != "completed":
                 ledger.defer(item, RERUN, run.now + RUN_CHECK_EVERY)
                 continue
-            if workflow_run is not None:
-                app.rerun_failed_jobs(token, scope.owner, scope.repo, run_id)
-                run.counts["github_calls"] += 1
-                run.counts["reruns"] += 1
-                logger.info("interrupted job re-run", extra={"job": delivery.workflow_job.id, "run": run_id})
-        except Exception as error:  # noqa: BLE001 - GitHub's refusal: once per interruption, never retried forever
-            logger.warning("re-run failed", extra={"job": delivery.workflow_job.id, **_code(error)})
-        ledger.leave_index(item)
+            if not ledger.leave_index(item) or workflow_run is None:
+                continue  # another pass took it, or GitHub has no such run any more
+            app.rerun_failed_jobs(token, scope.owner, scope.repo, run_id)
+            run.counts["github_calls"] += 1
+            run.counts["reruns"] += 1
+            logger.info("interrupted job re-run", extra={"job": delivery.workflow_job.id, "run": run_id})
+        except Exception as error:  # noqa: BLE001 - asked again later, unless GitHub refused it for good
+            final = isinstance(error, GitHubError) and error.status in FOR_GOOD
+            logger.warning("re-run failed", extra={"job": delivery.workflow_job.id, "final": final, **_code(error)})
+            if not final:
+                ledger.retry(item, RERUN, run.now + RUN_CHECK_EVERY, RERUN_TRIES)
 
 
 def delivery_of(item: dict) -> WorkflowJobDelivery:

@@ -86,12 +86,14 @@ fi
 
 # The launcher writes the parameter once the instance exists (it names the instance allowed to read
 # it), so it may not be there yet: ask again, every 5 s for two minutes, or every second without end
-# on a hot pool's instance, which waits for whatever job claims it. The grant is by the parameter's
-# tags, so a read before the write is refused (AccessDenied), not "not found": both are asked
-# again. Any other error is final.
+# on a hot pool's instance (on any boot: a maintenance reboot must not lose it), which waits for
+# whatever job claims it. The grant is by the parameter's tags, so a read before the write is
+# refused (AccessDenied), not "not found": both are asked again. Any other error is final, but for
+# a hot pool's instance, which asks again after a pause (a throttled or unreachable SSM, hours into
+# its wait, is no reason to lose it).
 tries=24
 pause=5
-if [ "$POOL" = hot ] && $first_boot; then
+if [ "$POOL" = hot ]; then
   tries=0 # no end: the pool retires the instance when it is too old
   pause=1
 fi
@@ -107,7 +109,10 @@ while [ "$tries" -eq 0 ] || [ "$attempt" -lt "$tries" ]; do
   jitconfig=""
   if ! grep -qE 'ParameterNotFound|AccessDenied' "$errors"; then
     cat "$errors" >&2
-    exit 1
+    if [ "$POOL" != hot ]; then
+      exit 1
+    fi
+    sleep 10 # a hot pool's instance outwaits an SSM that throttles or cannot be reached
   fi
   echo "ec2-sessions: runner configuration not written yet (attempt $attempt); retrying"
   sleep "$pause"

@@ -12,7 +12,7 @@ from errors import JobOver, SessionNotFound
 from http_errors import BadRequest
 from jobs import JobLedger
 from launch import Extras, create_session, release_session
-from payloads import ReleaseRequest, parse_body, session_request
+from payloads import ReleaseRequest, SessionRequest, parse_body, session_request
 from session_naming import GITLAB_JOB_TAG, SessionName, clients
 from session_naming.profiles import Profile
 from session_naming.settings import LauncherSettings
@@ -52,7 +52,7 @@ def profiles_of(settings: LauncherSettings) -> Mapping[str, Profile]:
     provider = _ssm_provider(clients.client("ssm", settings.region), SSMProvider)
     text = provider.get(settings.profiles_parameter, max_age=PROFILES_MAX_AGE)
     try:
-        return _parsed(text, settings.github_label, settings.max_lifetime)
+        return _parsed(text, settings.github_label, settings.max_lifetime, settings.max_live_sessions)
     except ProfileError as error:
         raise ConfigError(f"configuration error: {error} (from {settings.profiles_parameter})") from None
 
@@ -75,10 +75,10 @@ def _ssm_provider(client, provider):
 
 
 @cache
-def _parsed(text: str, label: str, max_lifetime: timedelta) -> Mapping[str, Profile]:
+def _parsed(text: str, label: str, max_lifetime: timedelta, max_live_sessions: int) -> Mapping[str, Profile]:
     from session_naming.profiles import parse_profiles
 
-    return parse_profiles(text, label, max_lifetime)
+    return parse_profiles(text, label, max_lifetime, max_live_sessions)
 
 
 def instance_profile(settings: LauncherSettings, asked: str | None) -> Profile:
@@ -109,8 +109,8 @@ def create(settings: LauncherSettings, body: bytes, now: datetime) -> dict:
         tags[GITLAB_JOB_TAG] = job
         ledger_of(settings).check_not_over("gitlab", job)
     answer = None
-    if profile is not None and profile.pool is not None and request.public_key is None:
-        from warm_pool import Runner, claim  # a pool's key pair is its own: an imported key launches cold
+    if profile is not None and from_a_pool(settings, profile, request, base):
+        from pool_claim import Runner, claim
 
         claimant = f"gitlab#{job}" if job else "sessions"
         answer = claim(settings, profile, claimant, Runner(tags), now, tuple(request.ingress_cidrs))
@@ -136,6 +136,18 @@ def create(settings: LauncherSettings, body: bytes, now: datetime) -> dict:
                 release_session(clients.client, settings, answer["session"], slots)
             raise
     return answer
+
+
+def from_a_pool(settings: LauncherSettings, profile: Profile | None, request: SessionRequest, base: str) -> bool:
+    """A pool's instance serves a request only as a pool made it: its key pair (an imported key launches cold),
+    the first base, and its own lifetime (a caller who names one gets a cold session that lives that long)."""
+    return (
+        profile is not None
+        and profile.pool is not None
+        and request.public_key is None
+        and request.lifetime_minutes is None
+        and base == settings.session_bases[0]
+    )
 
 
 def release(settings: LauncherSettings, path_name: str, body: bytes) -> dict:

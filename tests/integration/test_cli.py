@@ -362,6 +362,7 @@ def pool(launcher_stack, look, monkeypatch):
 
     Answers ``{state tag: instance id}``, the template's id and ``PROFILES``.
     """
+    import pool_upkeep
     import warm_pool
     from session_naming.settings import load_launcher
 
@@ -371,13 +372,15 @@ def pool(launcher_stack, look, monkeypatch):
     profile = {"labels": ["ec2-session"], "launch_template_id": template, "pool": {"stopped": 1, "hot": 1}}
     profiles = json.dumps({"small": profile})
     monkeypatch.setenv("PROFILES", profiles)
-    warm_pool._SPECS.clear()  # a new container: no template version read yet
+    warm_pool.forget_specs()  # a new container: no template version read yet
     with contextlib.redirect_stdout(io.StringIO()):  # the upkeep's metric lines
-        warm_pool.upkeep(load_launcher(), datetime.now(UTC), lambda: 50.0)
-        filling = [m.instance for m in warm_pool.members(load_launcher()) if m.state == "filling-stopped"]
+        pool_upkeep.upkeep(load_launcher(), datetime.now(UTC), lambda: 50.0)
+        filling = [
+            m.instance for m in warm_pool.members(load_launcher(), datetime.now(UTC)) if m.state == "filling-stopped"
+        ]
         look("ec2", REGION).stop_instances(InstanceIds=filling)
-        warm_pool.upkeep(load_launcher(), datetime.now(UTC), lambda: 50.0)
-    ready = {m.state: m.instance for m in warm_pool.members(load_launcher())}
+        pool_upkeep.upkeep(load_launcher(), datetime.now(UTC), lambda: 50.0)
+    ready = {m.state: m.instance for m in warm_pool.members(load_launcher(), datetime.now(UTC))}
     assert set(ready) == {"ready-stopped", "ready-hot"}
     return ready, template, profiles
 
@@ -404,7 +407,7 @@ def test_pool_lists_each_instance_with_its_state_age_spec_and_prices_the_stopped
         LaunchTemplateId=template, LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.small"}
     )
     ec2.modify_launch_template(LaunchTemplateId=template, DefaultVersion="2")
-    warm_pool._SPECS.clear()  # a minute later
+    warm_pool.forget_specs()  # a minute later
     status = main(["pool", "--json", "--gib-month-price", "0.1"])
     as_json = json.loads(capsys.readouterr().out)
 

@@ -120,7 +120,7 @@ def drive_every_counting_path(launcher, look, github):
 
 def drive_the_pools(launcher, queued):
     """A pool fills and gets ready, a job claims its hot instance, the next misses, a fill fails, one ages out."""
-    import warm_pool
+    import pool_upkeep
 
     pool_pass = {"source": "ec2-sessions.scheduler", "detail-type": "Scheduled Event", "detail": {"pass": "pool"}}
     launcher.module.lambda_handler(pool_pass, LambdaContext())  # fills
@@ -128,9 +128,9 @@ def drive_the_pools(launcher, queued):
     launcher(queued(7, labels=["ec2-session", "pooled"]))  # PoolClaims
     launcher(queued(8, labels=["ec2-session", "pooled"]))  # PoolMisses (the stopped one never powered off)
     later = datetime.now(UTC)
-    warm_pool.upkeep(load_launcher(), later + timedelta(minutes=11), lambda: 50.0)  # PoolFillFailed; refills
-    warm_pool.upkeep(load_launcher(), later + timedelta(minutes=12), lambda: 50.0)  # the new hot one is ready
-    warm_pool.upkeep(load_launcher(), later + timedelta(minutes=740), lambda: 50.0)  # PoolReplaced (age)
+    pool_upkeep.upkeep(load_launcher(), later + timedelta(minutes=11), lambda: 50.0)  # PoolFillFailed; refills
+    pool_upkeep.upkeep(load_launcher(), later + timedelta(minutes=12), lambda: 50.0)  # the new hot one is ready
+    pool_upkeep.upkeep(load_launcher(), later + timedelta(minutes=740), lambda: 50.0)  # PoolReplaced (age)
 
 
 def test_every_dashboard_and_alarm_metric_is_one_the_functions_write(launcher, look, capsys, monkeypatch):

@@ -14,8 +14,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import reconcile
 from session_naming import SessionName, clients
-from session_naming.settings import load_collector
+from session_naming.settings import load_collector, load_launcher
 from sweep import sweep
 
 from tests.support.deliveries import github_event, workflow_job
@@ -139,6 +140,16 @@ def test_a_job_that_started_keeps_its_session_past_the_pass_at_expiry(launcher, 
 
     assert (summary["sessions_gone"], summary["created"]) == (0, 0)
     assert sessions_of(look, 44) == {made["session"]}
+
+
+def test_an_approved_job_no_profile_matches_is_told_so_on_its_commit(launcher, look):
+    queued_at = datetime.now(UTC) - timedelta(hours=5)
+    launcher(waiting(36, created_at=queued_at))
+
+    status, _ = launcher(queued(36, created_at=queued_at, labels=[*LABELS, "gpu"], delivery="approved"))
+
+    assert status == 202 and run_pass()["failed_visibly"] == 1
+    assert launcher.github.check_runs[ROOT][0]["output"]["title"].startswith("no_profile")
 
 
 # ---- fields as the schema has them -------------------------------------------------------------
@@ -286,6 +297,56 @@ def test_an_interrupted_job_is_re_run_once_however_many_completed_deliveries_com
     assert len(launcher.github.reruns) == 1
 
 
+def test_a_redelivery_github_failed_is_asked_again_on_the_next_pass(launcher):
+    lost = launcher.github.add_delivery("lost-guid", status_code=502)
+    launcher.github.fail(times=3, status=502, route="redeliver-webhook-delivery")  # the client's retries too
+
+    first = run_pass()
+    second = run_pass(datetime.now(UTC) + timedelta(minutes=5))
+
+    assert (first["redelivered"], second["redelivered"]) == (0, 1)
+    assert launcher.github.redeliveries == [lost.id]
+
+
+def test_a_job_a_redelivery_took_after_its_profile_came_is_retried_when_that_create_dies(launcher, look):
+    from sessions import ledger_of
+
+    launcher(queued(75, labels=[*LABELS, "gpu"]))  # no profile: unmatched, told
+    run_pass()
+    gpu = {"labels": ["ec2-session", "gpu"], "launch_template_id": make_launch_template(look, name="gpu")}
+    launcher.env("PROFILES", json.dumps({"gpu": gpu}))  # the operator adds its profile
+    now = datetime.now(UTC)
+    assert ledger_of(load_launcher()).take("github", "75", now)  # a redelivery takes it... and its Lambda dies
+
+    summary = run_pass(now + timedelta(minutes=3))  # once its lease has lapsed
+
+    assert summary["created"] == 1 and len(sessions_of(look, 75)) == 1
+
+
+def test_a_catch_up_longer_than_a_pass_is_cut_and_says_so(launcher, monkeypatch, caplog):
+    monkeypatch.setattr(reconcile, "LISTING_PAGES", 1)
+    for n in range(101):
+        launcher.github.add_delivery(f"guid-{n}", status_code=200, ago=60 + n)
+
+    summary = run_pass()
+
+    assert summary["cut_short"] is None and "deliveries listed in part" in caplog.text
+
+
+def test_an_interrupted_jobs_re_run_github_failed_is_asked_again_and_once(launcher):
+    run = launcher.github.add_workflow_run(ROOT, status="completed", conclusion="failure")
+    _, made = launcher(queued(76, run_id=run.id))
+    event = load_event("spot-interruption.json")
+    event["detail"]["instance-id"] = made["instances"][0]["id"]
+    launcher.module.lambda_handler(event, LambdaContext())
+    launcher(finished(76, conclusion="failure", run_id=run.id))
+    launcher.github.fail(times=3, status=502, route="rerun-failed-jobs")  # the client's two retries too
+
+    passes = [run_pass(datetime.now(UTC) + timedelta(minutes=m)) for m in (0, 6, 12)]
+
+    assert [p["reruns"] for p in passes] == [0, 1, 0] and len(launcher.github.reruns) == 1
+
+
 # ---- interruptions, caps, rollbacks -------------------------------------------------------------
 
 
@@ -345,6 +406,7 @@ def test_ten_racing_creates_against_caps_of_three_make_exactly_three(launcher, l
 
 
 def test_a_create_whose_fleet_answer_was_lost_terminates_the_instance_it_started(launcher, look):
+    launcher.env("MAX_LIVE_SESSIONS", "1")  # one slot: the retry below gets it only if the lost create freed it
     Faults().inject(clients.client("ec2", REGION), "CreateFleet", "lost", times=1)
 
     status, _ = launcher(queued(81))

@@ -260,7 +260,9 @@ def test_the_sessions_template_keeps_the_profile_templates_boot_script_and_tags_
     assert status == 201, body
     [made] = launcher.capacity.templates
     sent = made["LaunchTemplateData"]
-    assert sent["MetadataOptions"] == {"HttpTokens": "required", "HttpEndpoint": "enabled"}
+    # State dropped (CreateLaunchTemplate refuses it); the hop limit the template left out filled in as 1.
+    expected = {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1}
+    assert sent["MetadataOptions"] == expected
     assert sent["UserData"] == data["UserData"]  # no runner: the template's own boot script
     [instance] = [spec for spec in sent["TagSpecifications"] if spec["ResourceType"] == "instance"]
     assert {"Key": "cost-centre", "Value": "ci"} in instance["Tags"]

@@ -310,6 +310,25 @@ def test_a_hot_pools_instance_waits_for_its_job_however_long_warming_up_meanwhil
     assert_nowhere(instance, done)
 
 
+def test_a_hot_pools_instance_rebooted_before_its_job_waits_for_it_still(instance):
+    instance(pool="hot", FAKE_JITCONFIG="none")  # a first boot (this one claimed without a runner: done)
+
+    done, calls = instance(pool="hot", again=True, FAKE_SSM_DENIED="40")  # a maintenance reboot, hours later
+
+    assert done.returncode == 0, done.stderr
+    assert len(tools(calls, "aws")) == 41 and tools(calls, "warm-up") == []  # no warm-up twice
+
+
+def test_a_hot_pools_instance_outwaits_an_ssm_that_fails_otherwise(instance, tmp_path):
+    flaky = FAKES["aws"].replace('if os.environ.get("FAKE_SSM") == "broken":', "if asked <= 2:")
+    install(tmp_path / "bin" / "aws", flaky)  # two throttled or unreachable asks, then the configuration
+
+    done, calls = instance(pool="hot")
+
+    assert done.returncode == 0, done.stderr
+    assert len(tools(calls, "aws")) == 3 and len(tools(calls, "run.sh")) == 1
+
+
 def test_a_session_claimed_without_a_runner_keeps_its_instance_up(instance):
     done, calls = instance(pool="hot", FAKE_JITCONFIG="none")
 

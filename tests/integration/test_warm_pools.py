@@ -11,6 +11,7 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pool_upkeep
 import pytest
 import warm_pool
 from session_naming import GITHUB_JOB_TAG, INSTANCE_TAG, POOL_STATE_TAG, POOL_TAG, SPEC_TAG, SessionName, clients
@@ -46,12 +47,12 @@ def launcher(launcher, look, github_fake):
 
     launcher.template, launcher.pool = template, pool
     pool({"stopped": 1, "hot": 1})
-    warm_pool._SPECS.clear()  # a new container: no template version read yet
+    warm_pool.forget_specs()  # a new container: no template version read yet
     return launcher
 
 
 def upkeep(now=None, time_left=lambda: 50.0):
-    return warm_pool.upkeep(load_launcher(), now or datetime.now(UTC), time_left)["pools"].get("small")
+    return pool_upkeep.upkeep(load_launcher(), now or datetime.now(UTC), time_left)["pools"].get("small")
 
 
 def pool_instances(look, states=("pending", "running", "stopping", "stopped")):
@@ -220,7 +221,7 @@ def test_a_superseded_spec_is_replaced(launcher, look, capsys):
         LaunchTemplateId=launcher.template, LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.small"}
     )
     ec2.modify_launch_template(LaunchTemplateId=launcher.template, DefaultVersion="2")
-    warm_pool._SPECS.clear()  # a minute later
+    warm_pool.forget_specs()  # a minute later
     capsys.readouterr()
 
     summary = upkeep()
@@ -268,12 +269,14 @@ def test_a_pool_lives_inside_its_profiles_exact_cap(launcher, look):
     assert upkeep()["filled"] == {"stopped": 0, "hot": 0}  # no slot to refill with
 
 
-def test_a_pool_bigger_than_its_profiles_cap_is_a_configuration_error(launcher):
+def test_a_pool_bigger_than_its_profiles_cap_is_a_configuration_error(launcher, caplog):
     launcher.pool({"stopped": 2, "hot": 1}, max_live=2)
 
     status, body = launcher(queued(112))
 
-    assert status == 500
+    assert status == 500 and body["error"] == "internal"  # the log names the profile, the field and the rule
+    [logged] = [record.problem for record in caplog.records if record.getMessage() == "configuration error"]
+    assert "profile small: pool: stopped + hot (3 at most) must not exceed max_live (2)" in logged
 
 
 def test_upkeep_with_nothing_to_do_makes_one_listing(launcher, look):
@@ -358,3 +361,80 @@ def test_an_instance_whose_record_failed_after_its_fill_is_released_not_left_unc
 
     assert summary["retired"] == {"fill_failed": 1}
     assert tags["ec2-sessions:session"] not in inventory(look, REGION)["key_pair"]
+
+
+def test_a_ready_instance_that_died_is_never_given_to_a_job_and_its_slots_come_back(launcher, look):
+    launcher.pool({"stopped": 0, "hot": 1}, max_live=1)
+    filled_and_ready(look)
+    [(dead, tags, _)] = pool_instances(look)["ready-hot"]
+    look("ec2", REGION).terminate_instances(InstanceIds=[dead])  # a reboot that lost it, a hand, EC2
+
+    status, body = launcher(queued(114))
+
+    assert status == 201 and "pool" not in body and body["instances"][0]["id"] != dead  # cold, in the freed slot
+    assert tags["ec2-sessions:session"] not in inventory(look, REGION)["key_pair"]
+
+
+def test_upkeep_releases_a_ready_record_whose_instance_is_gone_and_refills(launcher, look):
+    launcher.pool({"stopped": 0, "hot": 1}, max_live=1)
+    filled_and_ready(look)
+    [(dead, _, _)] = pool_instances(look)["ready-hot"]
+    look("ec2", REGION).terminate_instances(InstanceIds=[dead])
+
+    summary = upkeep()
+
+    assert summary["retired"] == {"gone": 1} and summary["filled"] == {"stopped": 0, "hot": 1}  # its slot, freed
+
+
+def test_a_claim_that_fails_for_github_releases_one_instance_and_leaves_the_rest_of_the_pool(launcher, look):
+    launcher.pool({"stopped": 0, "hot": 3})
+    filled_and_ready(look)
+    launcher.github.fail(times=12, status=502, route="generate-jitconfig")
+
+    status, _ = launcher(queued(115))
+
+    assert status == 500  # the cold launch that followed met the same GitHub
+    assert len(pool_instances(look)["ready-hot"]) == 2
+
+
+def test_a_retirement_cut_short_before_its_tag_is_finished_by_the_next_upkeep(launcher, look):
+    filled_and_ready(look)
+    [(hot, tags, _)] = pool_instances(look)["ready-hot"]
+    table = load_launcher().idempotency_table
+    look("dynamodb", REGION).update_item(  # the table says retiring; the tag never followed
+        TableName=table,
+        Key={"id": {"S": f"pool#small#{hot}"}},
+        UpdateExpression="SET #state = :retiring REMOVE awaiting, due_at",
+        ExpressionAttributeNames={"#state": "state"},
+        ExpressionAttributeValues={":retiring": {"S": "retiring"}},
+    )
+
+    upkeep(datetime.now(UTC) + timedelta(minutes=721))  # old enough to retire
+
+    assert tags["ec2-sessions:session"] not in inventory(look, REGION)["key_pair"]
+
+
+def test_a_session_asked_for_with_a_lifetime_of_its_own_is_launched_cold_for_that_long(launcher, look):
+    filled_and_ready(look)
+
+    status, body = launcher(
+        url_event("POST", "/sessions", {"instance": True, "profile": "small", "lifetime_minutes": 30})
+    )
+
+    assert status == 201 and "pool" not in body
+    assert SessionName(body["session"]).expires <= datetime.now(UTC) + timedelta(minutes=31)
+
+
+def test_one_pools_failure_is_that_pools_and_the_others_are_tended(launcher, look):
+    gone = make_launch_template(look, name="soon-gone")
+    pools = {
+        "small": {"labels": ["ec2-session"], "launch_template_id": launcher.template, "pool": {"hot": 1}},
+        "gone": {"labels": ["ec2-session", "gone"], "launch_template_id": gone, "pool": {"hot": 1}},
+    }
+    launcher.env("PROFILES", json.dumps(pools))
+    look("ec2", REGION).delete_launch_template(LaunchTemplateId=gone)
+
+    tended = pool_upkeep.upkeep(load_launcher(), datetime.now(UTC), lambda: 50.0)["pools"]
+
+    assert tended["small"]["filled"] == {"stopped": 0, "hot": 1}
+    assert tended["gone"]["filled"] == {"stopped": 0, "hot": 0}

@@ -29,6 +29,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import github_jobs
+import pool_upkeep
 import reconcile
 import warm_pool
 from hypothesis import strategies as st
@@ -76,7 +77,7 @@ class Jobs(RuleBasedStateMachine):
         self.configure()
         self.capacity = Capacity.on(clients.client("ec2", REGION))
         self.faults = Faults()
-        warm_pool._SPECS.clear()
+        warm_pool.forget_specs()
         self.now = datetime.now(UTC)
         self.queued: dict[int, dict] = {}  # job -> its queued payload (sent or lost)
         self.waiting: set[int] = set()  # jobs held for their reviewer, not approved yet
@@ -183,7 +184,7 @@ class Jobs(RuleBasedStateMachine):
 
     @rule()
     def pool_upkeep(self):
-        warm_pool.upkeep(self.settings, self.now, lambda: 50.0)
+        pool_upkeep.upkeep(self.settings, self.now, lambda: 50.0)
 
     @rule()
     def pool_instances_power_off(self):
@@ -213,7 +214,7 @@ class Jobs(RuleBasedStateMachine):
             LaunchTemplateId=self.template, SourceVersion="1", LaunchTemplateData={"InstanceType": "t3.small"}
         )["LaunchTemplateVersion"]["VersionNumber"]
         ec2.modify_launch_template(LaunchTemplateId=self.template, DefaultVersion=str(version))
-        warm_pool._SPECS.clear()  # a minute later
+        warm_pool.forget_specs()  # a minute later
 
     @rule(stopped=st.integers(0, 2), hot=st.integers(0, 2))
     def schedule_changes(self, stopped, hot):

@@ -118,3 +118,53 @@ def test_a_job_no_profile_matched_is_served_by_a_redelivery_once_its_profile_exi
     ledger.unserved("github", "1", {"workflow_job": {"id": 1}}, "no_profile", NOW)
 
     assert ledger.claim("github", "1", NOW, {"workflow_job": {"id": 1}}) is None
+
+
+def test_a_job_that_started_before_its_create_answered_keeps_its_session(ledger):
+    ledger.claim("github", "7", NOW, {"workflow_job": {"id": 7}})
+    ledger.running("github", "7")  # a hot pool's runner took it within a second: its in_progress came first
+
+    ledger.settle("github", "7", {"session": "s"})  # no JobOver: nothing is released
+
+    assert ledger.claim("github", "7", NOW + timedelta(minutes=5)) == {"session": "s"}
+
+
+def test_a_job_moved_by_another_delivery_is_not_taken_out_of_its_new_queue(ledger):
+    from jobs import SERVED
+
+    ledger.claim("github", "8", NOW, {"workflow_job": {"id": 8}})
+    ledger.settle("github", "8", {"session": "s"}, NOW + timedelta(hours=6))
+    [served] = ledger.due(SERVED, NOW + timedelta(hours=7))[0]
+    ledger.rebind("github", "8", NOW)  # meanwhile its runner was taken: pending again
+
+    assert ledger.leave_index(served) is False  # the pass that read it as served leaves it where it now is
+    assert waiting(ledger, PENDING, NOW) == ["job#github#8"]
+
+
+def test_a_queue_item_two_passes_read_leaves_its_queue_for_one_of_them(ledger):
+    ledger.claim("github", "9", NOW, {"workflow_job": {"id": 9}})
+    ledger.end("github", "9", NOW, rerun={"workflow_job": {"id": 9, "run_id": 5}})
+    [first] = ledger.due(RERUN, NOW)[0]
+    [second] = ledger.due(RERUN, NOW)[0]
+
+    assert (ledger.leave_index(first), ledger.leave_index(second)) == (True, False)  # one re-run is asked
+
+
+def test_an_approved_job_no_profile_matches_is_reported_from_its_waiting_record(ledger):
+    from jobs import REPORT
+
+    ledger.wait("github", "10", {"workflow_job": {"id": 10}}, NOW - timedelta(days=2))
+
+    ledger.unserved("github", "10", {"workflow_job": {"id": 10}}, "no_profile", NOW)
+
+    assert waiting(ledger, REPORT, NOW) == ["job#github#10"]
+
+
+def test_a_re_run_github_keeps_failing_is_given_up_after_five_asks(ledger):
+    ledger.claim("github", "11", NOW, {"workflow_job": {"id": 11}})
+    ledger.end("github", "11", NOW, rerun={"workflow_job": {"id": 11, "run_id": 5}})
+    [item] = ledger.due(RERUN, NOW)[0]
+
+    asked_again = [ledger.retry(item, RERUN, NOW, 5) for _ in range(6)]
+
+    assert asked_again == [True, True, True, True, False, False]  # the first ask and four more

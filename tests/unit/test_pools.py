@@ -85,3 +85,19 @@ def test_a_pool_never_exceeds_its_profiles_cap_in_any_window():
     assert "must not exceed max_live (5)" in refusal({"stopped": 3, "hot": 3}, max_live=5)
     assert "must not exceed max_live (5)" in refusal({"stopped": 1, "schedule": [WEEKDAYS]}, max_live=5)
     assert pooled({"stopped": 3, "hot": 2}, max_live=5) == Pool(3, 2)
+
+
+def test_a_time_zone_that_names_a_folder_of_zones_is_a_configuration_error():
+    message = refusal({"schedule": [{**WEEKDAYS, "timezone": "America"}]})
+
+    assert "pool.schedule[0].timezone: an IANA time zone name" in message
+
+
+def test_the_pools_together_leave_max_live_sessions_room_for_cold_launches():
+    document = {
+        name: {"labels": [LABEL, name], "launch_template_id": "lt-0abc12345", "pool": {"stopped": 20, "hot": 5}}
+        for name in ("one", "two")
+    }
+    with pytest.raises(ProfileError, match=r"stopped \+ hot of every profile \(50 at most\) must stay under MAX_LIVE"):
+        parse_profiles(json.dumps(document), LABEL, timedelta(days=1), max_live_sessions=50)
+    assert len(parse_profiles(json.dumps(document), LABEL, timedelta(days=1), max_live_sessions=51)) == 2

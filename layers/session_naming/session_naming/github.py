@@ -597,22 +597,24 @@ class GitHubApp:
 
     # -- reconcile: lost deliveries, visible failures, re-runs -----------------
 
-    def hook_deliveries(self, since: float) -> list[HookDelivery]:
+    def hook_deliveries(self, since: float, max_pages: int = MAX_PAGES) -> list[HookDelivery]:
         """The App webhook's deliveries since ``since`` (epoch seconds), newest first.
 
         GitHub lists them newest first, a page of up to 100 at a time, each
         page's ``Link: rel="next"`` carrying an opaque ``cursor``; paging
         stops at the first delivery older than ``since`` (an hour's listing
         costs a few requests, not GitHub's three days of history) or after
-        ``MAX_PAGES``. Only the App's JWT may list them. A next link that
-        leaves the listing is refused, so the JWT is never sent elsewhere.
+        ``max_pages`` (then exactly ``max_pages * PER_PAGE`` deliveries come
+        back: the caller can tell the listing was cut). Only the App's JWT
+        may list them. A next link that leaves the listing is refused, so the
+        JWT is never sent elsewhere.
         """
         operation = "list-webhook-deliveries"
         base = "app/hook/deliveries"
         deliveries: dict[int, HookDelivery] = {}
         path = f"{base}?per_page={PER_PAGE}"
         credential, signed = self.app_jwt(), self._clock()
-        for _ in range(MAX_PAGES):
+        for _ in range(max_pages):
             if self._clock() - signed > JWT_REUSE_SECONDS:
                 credential, signed = self.app_jwt(), self._clock()
             answer = self._call("GET", path, credential, operation)

@@ -122,8 +122,14 @@ def legacy_profiles(launch_template_id: str | None, github_label: str) -> dict[s
     return {LEGACY: Profile(LEGACY, frozenset({fold(github_label)}), launch_template_id, legacy=True)}
 
 
-def parse_profiles(text: str, github_label: str, max_lifetime: timedelta) -> dict[str, Profile]:
-    """The profiles of a JSON document, or ``ProfileError`` naming every bad profile and field at once."""
+def parse_profiles(
+    text: str, github_label: str, max_lifetime: timedelta, max_live_sessions: int | None = None
+) -> dict[str, Profile]:
+    """The profiles of a JSON document, or ``ProfileError`` naming every bad profile and field at once.
+
+    Every session of the stack holds a slot of its base, so the pools together must fit
+    ``max_live_sessions`` (``MAX_LIVE_SESSIONS``) and leave it room for jobs that launch cold.
+    """
     try:
         document = json.loads(text)
     except (TypeError, ValueError, RecursionError):
@@ -141,6 +147,12 @@ def parse_profiles(text: str, github_label: str, max_lifetime: timedelta) -> dic
         if profile.labels in seen:
             problems.append(f"profile {name}: labels: the same set as profile {seen[profile.labels]}")
         seen.setdefault(profile.labels, name)
+    pooled = sum(profile.pool.most for profile in profiles.values() if profile.pool is not None)
+    if max_live_sessions is not None and pooled >= max_live_sessions:
+        problems.append(
+            f"pools: stopped + hot of every profile ({pooled} at most) must stay under MAX_LIVE_SESSIONS "
+            f"({max_live_sessions}), which holds for pooled and cold sessions alike"
+        )
     if problems:
         raise ProfileError("PROFILES: " + "; ".join(problems))
     return profiles

@@ -264,7 +264,8 @@ def load_launcher(env: Mapping[str, str] = os.environ) -> LauncherSettings:
         settings = replace(settings, profiles_parameter=name)
     else:
         try:
-            settings = replace(settings, profiles=parse_profiles(source, label, settings.max_lifetime))
+            profiles = parse_profiles(source, label, settings.max_lifetime, settings.max_live_sessions)
+            settings = replace(settings, profiles=profiles)
         except ProfileError as error:
             read.problems.append(str(error))
     read.done()
