@@ -87,8 +87,14 @@ def github_fake():
 
     github.reset()
     with GitHubFake() as fake:
-        yield fake
-    github.reset()
+        # The code under test's App waits on the fake's clock: GitHub's second between writes and its back-offs
+        # pass at once (and are recorded in fake.clock.sleeps), its JWTs dated on the clock the fake checks them by.
+        github.CONTAINER_OPTIONS = {"clock": fake.clock, "sleep": fake.clock.sleep}
+        try:
+            yield fake
+        finally:
+            github.CONTAINER_OPTIONS = {}
+            github.reset()
 
 
 @pytest.fixture

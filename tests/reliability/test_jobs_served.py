@@ -64,6 +64,7 @@ class Jobs(RuleBasedStateMachine):
         github_client.reset()
         self.look = account.clients
         self.github = github = GitHubFake().__enter__()  # a GitHub of its own: each example starts clean
+        github_client.CONTAINER_OPTIONS = {"clock": github.clock, "sleep": github.clock.sleep}  # no real waits
         github.install("Codertocat")
         self.template = make_launch_template(self.look)
         self.stack = {
@@ -320,6 +321,8 @@ class Jobs(RuleBasedStateMachine):
             TALLY.add(leaked=leaked)
             assert leaked == 0, left
         finally:
+            github_client.CONTAINER_OPTIONS = {}
+            github_client.reset()
             self.github.__exit__(None, None, None)
 
 

@@ -391,9 +391,14 @@ def _provider(provider: Any, client: Any) -> Any:
     return provider(boto3_client=client)
 
 
+# The container's App's options: none in Lambda (the real clock, GitHub's one second between writes). The tests
+# give it their fake GitHub's clock, on which waits pass at once and are recorded (tests/conftest.py).
+CONTAINER_OPTIONS: AppOptions = {}
+
+
 @cache
 def _app_of(secret: str, api_url: str) -> GitHubApp | None:
-    return app_from_secret(secret, api_url)
+    return app_from_secret(secret, api_url, **CONTAINER_OPTIONS)
 
 
 def reset() -> None:
