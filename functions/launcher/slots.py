@@ -33,10 +33,6 @@ class Slots:
     def _key(pool: str) -> dict:
         return {"id": {"S": f"slots#{pool}"}}
 
-    def take(self, name: SessionName, limit: int, now: datetime, profile: str | None = None) -> None:
-        """Hold one slot for ``name`` in its base's pool (or its ``profile``'s): ``hold`` with one pool."""
-        self.hold(name, now, [(profile, limit)])
-
     def hold(self, name: SessionName, now: datetime, pools: list[tuple[str | None, int]]) -> None:
         """Hold a slot for ``name`` in every pool of ``pools`` (``None``: its base's; else a profile's), or none.
 

@@ -152,7 +152,7 @@ def test_a_kept_session_is_refused_release_and_once_unkept_is_released_whole_and
     # The kinds named by the session and two it leaves behind (found by their session tag alone).
     ids = seed(look, REGION, name, kinds=("instance", "parameter", "key_pair", "snapshot", "address", "security_group"))
     table = make_launcher_stack(look, SECRET)["IDEMPOTENCY_TABLE"]
-    Slots(look("dynamodb", REGION), table).take(name, 50, now)
+    Slots(look("dynamodb", REGION), table).hold(name, now, [(None, 50)])
 
     kept = ec2_sessions(aws, "keep", name)
     tags = look("ec2", REGION).describe_tags(Filters=[{"Name": "key", "Values": [KEEP_TAG]}])["Tags"]
